@@ -1,0 +1,58 @@
+"""Liveness (`/health`) and readiness (`/health/ready`, one line per dependency)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from api.state import StateDep
+from infrastructure.processes import port_open
+
+router = APIRouter(tags=["health"])
+
+# A dependency that takes longer than this to answer a trivial query is as good as down.
+CHECK_TIMEOUT_S = 2.0
+
+
+@router.get("/health")
+async def live() -> dict[str, Any]:
+    return {"success": True, "data": {"status": "ok"}}
+
+
+async def _timed(coro: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(coro, CHECK_TIMEOUT_S)
+    except Exception as exc:
+        return {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:200]}
+    return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+async def _kafka_reachable(bootstrap: str) -> None:
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    if not await asyncio.to_thread(port_open, host, int(port), CHECK_TIMEOUT_S):
+        raise ConnectionError(f"nothing answers at {bootstrap}")
+
+
+@router.get("/health/ready")
+async def ready(state: StateDep) -> JSONResponse:
+    postgres, redis, kafka = await asyncio.gather(
+        _timed(state.pool.fetchval("SELECT 1")),
+        _timed(state.redis.ping()),
+        _timed(_kafka_reachable(state.settings.kafka_bootstrap)),
+    )
+    # Kafka being down does not stop writes (they wait in the outbox), so it only degrades.
+    kafka["required"] = False
+    checks = {"postgres": postgres, "redis": redis, "kafka": kafka}
+    is_ready = postgres["status"] == "up" and redis["status"] == "up"
+    status = (
+        "ready" if is_ready and kafka["status"] == "up" else "degraded" if is_ready else "unready"
+    )
+    return JSONResponse(
+        {"success": is_ready, "data": {"status": status, "checks": checks}},
+        status_code=200 if is_ready else 503,
+    )

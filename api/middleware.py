@@ -1,0 +1,150 @@
+"""The gateway's jobs in one pure-ASGI middleware: request id, body limit, security headers,
+metrics and the access log. Pure ASGI because BaseHTTPMiddleware costs ~0.2 ms a request."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.envelope import error_body
+from api.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from infrastructure.logging import request_id_var
+
+log = logging.getLogger("tulifo.access")
+
+SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"content-security-policy", b"default-src 'self'; frame-ancestors 'none'"),
+]
+HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` once a streamed body passes the limit. An HTTPException, because
+    FastAPI re-raises those from body parsing instead of turning them into a 400."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body exceeds {limit} bytes")
+        self.limit = limit
+
+
+class GatewayMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, hsts: bool = False) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.headers = SECURITY_HEADERS + ([HSTS] if hsts else [])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        limit = self.max_body_bytes
+
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await _send_too_large(send, limit, request_id, self.headers)
+            self._observe(scope, 413, started)
+            request_id_var.reset(token)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        response_started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.extend(self.headers)
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except BodyTooLarge:
+            if not response_started:
+                status = 413
+                await _send_too_large(send, limit, request_id, self.headers)
+        finally:
+            self._observe(scope, status, started)
+            request_id_var.reset(token)
+
+    def _observe(self, scope: Scope, status: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        route = scope.get("route")
+        # The route template, not the raw path, so ids do not explode the label set.
+        template = getattr(route, "path", None) or "unmatched"
+        method = scope["method"]
+        HTTP_REQUESTS.labels(method, template, str(status)).inc()
+        HTTP_LATENCY.labels(method, template).observe(elapsed)
+        log.info(
+            "%s %s %s",
+            method,
+            scope["path"],
+            status,
+            extra={"status": status, "duration_ms": round(elapsed * 1000, 2), "route": template},
+        )
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            text: str = value.decode("latin-1")
+            # Accept a caller's id only if it is short and printable: it goes into every log line.
+            if 0 < len(text) <= 128 and text.isprintable():
+                return text
+    return None
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _send_too_large(
+    send: Send, limit: int, request_id: str, extra: list[tuple[bytes, bytes]]
+) -> None:
+    body: dict[str, Any] = error_body(
+        "PAYLOAD_TOO_LARGE", f"request body exceeds {limit} bytes", {"maxBytes": limit}
+    )
+    payload = json.dumps(body).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        (b"x-request-id", request_id.encode()),
+        (b"connection", b"close"),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,123 @@
+"""One settings object for every process, read from `TULIFO_*` environment variables.
+
+Development defaults let `tulifo dev` run with nothing configured; in production
+(`TULIFO_ENV=production`) the same defaults are refused so a forgotten secret never ships.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Secrets that only exist so a developer can start the system without configuring anything.
+DEV_ACCESS_SECRET = "dev-access-secret-change-me-0123456789abcdef"  # noqa: S105
+DEV_REFRESH_SECRET = "dev-refresh-secret-change-me-0123456789abcdef"  # noqa: S105
+DEV_STRIPE_WEBHOOK_SECRET = "whsec_dev_only"  # noqa: S105
+DEV_STRIPE_API_KEY = "sk_test_dev_only"
+# JWT HS256 keys shorter than the hash output (32 bytes) are brute-forceable; RFC 7518 §3.2.
+MIN_SECRET_BYTES = 32
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TULIFO_", env_file=None, extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    service_name: str = "tulifo"
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # --- service URLs (DESIGN.md §5): each is probed; unset or silent ones get an embedded stand-in
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/tulifo"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    mongo_url: str = "mongodb://127.0.0.1:27017"
+    mongo_database: str = "tulifo"
+    rabbitmq_url: str | None = "amqp://guest:guest@127.0.0.1:5672/"
+    elasticsearch_url: str | None = None
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "Tulifo Gig <no-reply@tulifo.local>"
+
+    # --- HTTP
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_url: str = "http://127.0.0.1:8000"
+    cors_origins: list[str] = Field(default_factory=lambda: ["http://localhost:3000"])
+    # 1 MiB covers every JSON body we accept (the largest is a profile with a portfolio list).
+    max_body_bytes: int = 1_048_576
+
+    # --- auth (seed contract, DESIGN.md §3)
+    jwt_access_secret: SecretStr = SecretStr(DEV_ACCESS_SECRET)
+    jwt_refresh_secret: SecretStr = SecretStr(DEV_REFRESH_SECRET)
+    access_token_ttl_seconds: int = 15 * 60
+    refresh_token_ttl_seconds: int = 7 * 24 * 3600
+    bcrypt_rounds: int = 12
+    # Login throttling: attempts per window, per email and per client IP.
+    login_max_per_email: int = 5
+    login_max_per_ip: int = 20
+    login_window_seconds: int = 15 * 60
+
+    # --- Kafka / Faust
+    topic_prefix: str = "tulifo"
+    topic_partitions: int = 4
+    faust_app_id: str = "tulifo-gig"
+    faust_data_dir: str = ".tulifo/faust"
+    # Faust's default linger (0) sends one request per table update; 10 ms roughly doubled
+    # table throughput on Tansu (DESIGN.md §7).
+    producer_linger_ms: int = 10
+    broker_session_timeout: float = 10.0
+    # Tansu answers InitProducerId with an error; "auto" falls back to acks=all, loudly.
+    kafka_idempotence: Literal["auto", "on", "off"] = "auto"
+
+    # --- outbox relay
+    relay_batch_size: int = 500
+    relay_poll_seconds: float = 0.5
+
+    # --- Stripe
+    stripe_api_key: SecretStr = SecretStr(DEV_STRIPE_API_KEY)
+    stripe_api_base: str | None = None
+    stripe_webhook_secret: SecretStr = SecretStr(DEV_STRIPE_WEBHOOK_SECRET)
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> Settings:
+        if self.env != "production":
+            return self
+        problems = []
+        secrets = {
+            "TULIFO_JWT_ACCESS_SECRET": (self.jwt_access_secret, DEV_ACCESS_SECRET),
+            "TULIFO_JWT_REFRESH_SECRET": (self.jwt_refresh_secret, DEV_REFRESH_SECRET),
+            "TULIFO_STRIPE_WEBHOOK_SECRET": (self.stripe_webhook_secret, DEV_STRIPE_WEBHOOK_SECRET),
+            "TULIFO_STRIPE_API_KEY": (self.stripe_api_key, DEV_STRIPE_API_KEY),
+        }
+        for name, (value, dev_default) in secrets.items():
+            if value.get_secret_value() == dev_default:
+                problems.append(f"{name} is the development default")
+        for name, value in (
+            ("TULIFO_JWT_ACCESS_SECRET", self.jwt_access_secret),
+            ("TULIFO_JWT_REFRESH_SECRET", self.jwt_refresh_secret),
+        ):
+            if len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+                problems.append(f"{name} must be at least {MIN_SECRET_BYTES} bytes")
+        if self.jwt_access_secret.get_secret_value() == self.jwt_refresh_secret.get_secret_value():
+            problems.append("TULIFO_JWT_ACCESS_SECRET and TULIFO_JWT_REFRESH_SECRET must differ")
+        if "*" in self.cors_origins:
+            problems.append("TULIFO_CORS_ORIGINS must not be '*' in production")
+        if problems:
+            raise ValueError("refusing to start in production: " + "; ".join(problems))
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

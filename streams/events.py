@@ -1,0 +1,87 @@
+"""The event envelope every domain event travels in, and the catalog of event types.
+
+One Kafka topic per event type (`<prefix>.<type>`, e.g. `tulifo.user.registered`), keyed by
+aggregate id so every event of one aggregate lands on one partition, in order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Final
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Every event type the system publishes (DESIGN.md §3). The seed's eight come first.
+EVENT_TYPES: Final[tuple[str, ...]] = (
+    "user.registered",
+    "project.created",
+    "bid.submitted",
+    "project.delivered",
+    "booking.created",
+    "payment.completed",
+    "payment.failed",
+    "review.created",
+    "bid.accepted",
+    "escrow.funded",
+    "escrow.released",
+    "escrow.refunded",
+    "dispute.opened",
+    "dispute.resolved",
+    "message.sent",
+    "profile.updated",
+    "rating.updated",
+    "match.scored",
+)
+
+DEAD_LETTER_SUFFIX: Final = "deadletter"
+
+
+class Event(BaseModel):
+    """The envelope. `data` holds the type's own record, validated on the way in and out."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: uuid.UUID
+    type: str
+    version: int = Field(default=1, ge=1)
+    occurred_at: datetime
+    aggregate_id: str
+    actor_id: str | None = None
+    data: dict[str, Any]
+
+
+class EventData(BaseModel):
+    """Base of every per-type record; subclasses name their `event_type` and `version`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_type: ClassVar[str]
+    version: ClassVar[int] = 1
+
+
+def new_event(
+    data: EventData, *, aggregate_id: str | uuid.UUID, actor_id: str | uuid.UUID | None = None
+) -> Event:
+    """Wrap a record in a fresh envelope with a new event_id and the current time."""
+    return Event(
+        event_id=uuid.uuid4(),
+        type=type(data).event_type,
+        version=type(data).version,
+        occurred_at=datetime.now(UTC),
+        aggregate_id=str(aggregate_id),
+        actor_id=str(actor_id) if actor_id is not None else None,
+        data=data.model_dump(mode="json"),
+    )
+
+
+def topic_name(event_type: str, prefix: str = "tulifo") -> str:
+    """The Kafka topic that carries one event type."""
+    if event_type not in EVENT_TYPES:
+        raise KeyError(f"unknown event type {event_type!r}")
+    return f"{prefix}.{event_type}"
+
+
+def dead_letter_topic(prefix: str = "tulifo") -> str:
+    """Where poison events go, with the reason in their headers."""
+    return f"{prefix}.{DEAD_LETTER_SUFFIX}"

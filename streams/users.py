@@ -1,0 +1,27 @@
+"""Records of the users domain."""
+
+from __future__ import annotations
+
+import uuid
+from typing import ClassVar
+
+from streams.events import EventData
+
+
+class UserRegistered(EventData):
+    event_type: ClassVar[str] = "user.registered"
+
+    user_id: uuid.UUID
+    email: str
+    name: str
+    role: str
+
+
+class ProfileUpdated(EventData):
+    event_type: ClassVar[str] = "profile.updated"
+
+    user_id: uuid.UUID
+    role: str
+    # Names of the fields that changed, and their new values (skills drive re-matching).
+    changed: list[str]
+    profile: dict[str, object]

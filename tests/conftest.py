@@ -1,0 +1,139 @@
+"""Fixtures that start real services: a fresh PostgreSQL database on the machine's server, the
+machine's Redis, and Tansu, SecantusDB and an SMTP capture on free ports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from infrastructure.embedded import start_secantus, start_tansu
+from infrastructure.migrations import migrate
+from infrastructure.processes import ManagedProcess
+from infrastructure.settings import Settings
+from tests.mail import MailCapture
+
+PG_ADMIN_URL = os.environ.get(
+    "TULIFO_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+# A Redis database of its own, emptied at the start of a run, so tests never see a developer's keys.
+REDIS_URL = os.environ.get("TULIFO_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    """A database created for this run and dropped after it, with every migration applied."""
+    name = f"tulifo_test_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        await migrate(url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def redis_url() -> AsyncIterator[str]:
+    client = aioredis.from_url(REDIS_URL)
+    await client.flushdb()
+    await client.aclose()
+    yield REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[str]:
+    """A Tansu broker for the whole run; yields its bootstrap address."""
+    proc, bootstrap = start_tansu()
+    try:
+        yield bootstrap
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo_url() -> Iterator[str]:
+    proc, url = start_secantus()
+    try:
+        yield url
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[MailCapture]:
+    capture = MailCapture()
+    capture.start()
+    try:
+        yield capture
+    finally:
+        capture.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, redis_url: str) -> Settings:
+    """Test settings. bcrypt at cost 4: cost 12 is asserted once, not paid on every login."""
+    return Settings(
+        env="test",
+        database_url=database_url,
+        redis_url=redis_url,
+        kafka_bootstrap="127.0.0.1:1",  # tests that need Kafka ask for the `kafka` fixture
+        mongo_url="mongodb://127.0.0.1:1",
+        rabbitmq_url=None,
+        bcrypt_rounds=4,
+        log_json=False,
+        topic_prefix=f"t{uuid.uuid4().hex[:6]}",
+    )
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    from api.app import create_app
+
+    application = create_app(settings)
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.05, what: str = ""):  # type: ignore[no-untyped-def]
+    """Poll `predicate` (sync or async) until it returns a truthy value; fail at the deadline."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() > end:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        await asyncio.sleep(interval)
+
+
+__all__ = ["ManagedProcess", "wait_until"]
