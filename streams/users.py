@@ -22,6 +22,8 @@ class ProfileUpdated(EventData):
 
     user_id: uuid.UUID
     role: str
-    # Names of the fields that changed, and their new values (skills drive re-matching).
+    # Names of the fields that changed (snake_case, e.g. "skills", "hourly_rate_cents"), and
+    # only those fields' new values, JSON-ready (skills drive re-matching). A privacy change
+    # arrives as changed=["profile_visibility"]: search drops or restores the worker on it.
     changed: list[str]
     profile: dict[str, object]

@@ -1,3 +1,52 @@
+"""/api/users: the signed-in user's profile and settings, and workers' public profiles.
+
+Writes are "me" only: there is no route that names another user's profile for writing, so no
+per-object check can be forgotten. PUT and PATCH both merge: fields left out keep their value.
+"""
+
+from __future__ import annotations
+
+import uuid
+
 from fastapi import APIRouter
 
-router = APIRouter(tags=["users"])
+from api.auth.dependencies import CurrentUser
+from api.envelope import Envelope, ok
+from api.state import PoolDep
+from api.users import service
+from api.users.schemas import ProfileOut, ProfileUpdate, PublicWorkerProfile, UserSettings
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.get("/me/profile")
+async def read_my_profile(user: CurrentUser, pool: PoolDep) -> Envelope[ProfileOut]:
+    return ok(await service.get_profile(pool=pool, user_id=user.id))
+
+
+@router.put("/me/profile")
+@router.patch("/me/profile")
+async def update_my_profile(
+    body: ProfileUpdate, user: CurrentUser, pool: PoolDep
+) -> Envelope[ProfileOut]:
+    return ok(await service.update_profile(pool=pool, user_id=user.id, body=body))
+
+
+@router.get("/me/settings")
+async def read_my_settings(user: CurrentUser, pool: PoolDep) -> Envelope[UserSettings]:
+    return ok(await service.get_settings(pool=pool, user_id=user.id))
+
+
+@router.put("/me/settings")
+@router.patch("/me/settings")
+async def update_my_settings(
+    body: UserSettings, user: CurrentUser, pool: PoolDep
+) -> Envelope[UserSettings]:
+    updated = await service.update_settings(pool=pool, user_id=user.id, role=user.role, body=body)
+    return ok(updated)
+
+
+@router.get("/{user_id}")
+async def read_public_profile(user_id: uuid.UUID, pool: PoolDep) -> Envelope[PublicWorkerProfile]:
+    """A worker's public profile; anyone may read it, signed in or not."""
+    return ok(await service.get_public_profile(pool=pool, user_id=user_id))

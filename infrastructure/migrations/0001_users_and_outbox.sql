@@ -37,8 +37,9 @@ CREATE TABLE user_settings (
 CREATE TABLE worker_profiles (
     user_id            uuid PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
     headline           text NOT NULL DEFAULT '',
-    hourly_rate_cents  bigint CHECK (hourly_rate_cents IS NULL OR hourly_rate_cents >= 0),
-    currency           char(3) NOT NULL DEFAULT 'USD',
+    -- The API caps the rate at $10,000/h (api/users/schemas.py); this is the last line.
+    hourly_rate_cents  bigint CHECK (hourly_rate_cents BETWEEN 0 AND 1000000),
+    currency           char(3) NOT NULL DEFAULT 'USD' CHECK (currency ~ '^[A-Z]{3}$'),
     availability       text NOT NULL DEFAULT 'available'
                        CHECK (availability IN ('available', 'busy', 'unavailable')),
     rating_average     numeric(3, 2),
@@ -64,7 +65,8 @@ CREATE TABLE refresh_token_families (
     rotated_at     timestamptz NOT NULL DEFAULT now(),
     expires_at     timestamptz NOT NULL,
     revoked_at     timestamptz,
-    revoked_reason text
+    revoked_reason text CHECK (revoked_reason IN ('reuse', 'logout')),
+    CHECK ((revoked_at IS NULL) = (revoked_reason IS NULL))
 );
 CREATE INDEX refresh_token_families_user ON refresh_token_families (user_id);
 

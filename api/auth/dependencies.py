@@ -1,0 +1,44 @@
+"""Who is calling: `CurrentUser` for any signed-in user, `require_role(...)` to narrow it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.auth import service
+from api.auth.schemas import AuthenticatedUser
+from api.errors import Forbidden, Unauthorized
+from api.state import PoolDep, SettingsDep
+
+# auto_error=False: a missing or non-Bearer header becomes our 401 envelope, not FastAPI's 403.
+_bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login")
+
+
+async def get_current_user(
+    pool: PoolDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> AuthenticatedUser:
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized("authentication required")
+    return await service.authenticate(pool=pool, settings=settings, token=credentials.credentials)
+
+
+CurrentUser = Annotated[AuthenticatedUser, Depends(get_current_user)]
+
+
+def require_role(*roles: str) -> Callable[[AuthenticatedUser], Awaitable[AuthenticatedUser]]:
+    """A dependency that lets through only users holding one of `roles` (403 otherwise)."""
+
+    async def check(user: CurrentUser) -> AuthenticatedUser:
+        if user.role not in roles:
+            raise Forbidden(f"requires role {' or '.join(roles)}")
+        return user
+
+    return check
+
+
+AdminUser = Annotated[AuthenticatedUser, Depends(require_role("admin"))]

@@ -1,0 +1,107 @@
+"""Request and response bodies of /api/auth. JSON names are camelCase, as in the seed contract."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Literal
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, Field, StringConstraints
+
+from api.auth.passwords import BCRYPT_MAX_BYTES, fits_bcrypt
+from api.schemas import ApiModel
+from api.users.schemas import ProfileSummary
+
+# RFC 5321 caps a forward path at 256 octets including the angle brackets.
+EMAIL_MAX_CHARS = 254
+PASSWORD_MIN_CHARS = 8
+PASSWORD_MAX_CHARS = 128
+
+
+def _valid_email(value: str) -> str:
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from exc
+    # Stored as typed; uniqueness ignores case (index users_email_ci).
+    return value
+
+
+def _fits_bcrypt(value: str) -> str:
+    if not fits_bcrypt(value):
+        raise ValueError(
+            f"password must be at most {BCRYPT_MAX_BYTES} bytes in UTF-8 "
+            f"(bcrypt ignores the rest); use fewer or simpler characters"
+        )
+    return value
+
+
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=3, max_length=EMAIL_MAX_CHARS),
+    AfterValidator(_valid_email),
+]
+Password = Annotated[
+    str,
+    Field(min_length=PASSWORD_MIN_CHARS, max_length=PASSWORD_MAX_CHARS),
+    AfterValidator(_fits_bcrypt),
+]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# A JWT of ours is ~300 bytes; the cap only stops absurd bodies reaching the decoder.
+Token = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+Role = Literal["worker", "client", "admin"]
+
+
+class RegisterRequest(ApiModel):
+    email: Email
+    password: Password
+    name: Name
+    # Admins are made by `tulifo create-admin` only.
+    role: Literal["worker", "client"]
+
+
+class LoginRequest(ApiModel):
+    # Not format-checked: a malformed address simply matches no account.
+    email: Annotated[str, StringConstraints(min_length=1, max_length=EMAIL_MAX_CHARS)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=PASSWORD_MAX_CHARS)]
+
+
+class RefreshRequest(ApiModel):
+    refresh_token: Token
+
+
+class UserOut(ApiModel):
+    id: uuid.UUID
+    email: str
+    name: str
+    role: Role
+    created_at: datetime
+
+
+class MeOut(UserOut):
+    profile: ProfileSummary
+
+
+class TokensOut(ApiModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 (a scheme name, not a secret)
+    # Seconds the access token lives.
+    expires_in: int
+
+
+class SessionOut(TokensOut):
+    user: UserOut
+
+
+@dataclass(frozen=True)
+class AuthenticatedUser:
+    """Who a request speaks for: read from the database on every request, not from the token."""
+
+    id: uuid.UUID
+    email: str
+    name: str
+    role: Role
+    created_at: datetime
