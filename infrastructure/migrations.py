@@ -73,21 +73,3 @@ async def migrate(dsn: str) -> list[str]:
     finally:
         await conn.close()
 
-
-async def ensure_database(dsn: str) -> None:
-    """Create the database named in `dsn` if the server does not have it yet."""
-    try:
-        conn = await asyncpg.connect(dsn)
-    except asyncpg.InvalidCatalogNameError:
-        pass
-    else:
-        await conn.close()
-        return
-    name = dsn.rsplit("/", 1)[1].split("?", 1)[0]
-    admin = await asyncpg.connect(dsn.rsplit("/", 1)[0] + "/postgres")
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    except asyncpg.DuplicateDatabaseError:
-        pass
-    finally:
-        await admin.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Secrets that only exist so a developer can start the system without configuring anything.
@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     # --- Kafka / Faust
     topic_prefix: str = "tulifo"
     topic_partitions: int = 4
+    # 1 suits one broker (Tansu, a laptop); production clusters set 3.
+    topic_replication_factor: int = 1
     faust_app_id: str = "tulifo-gig"
     faust_data_dir: str = ".tulifo/faust"
     # Faust's default linger (0) sends one request per table update; 10 ms roughly doubled
@@ -74,15 +76,38 @@ class Settings(BaseSettings):
     broker_session_timeout: float = 10.0
     # Tansu answers InitProducerId with an error; "auto" falls back to acks=all, loudly.
     kafka_idempotence: Literal["auto", "on", "off"] = "auto"
+    # Faust's web server (health, /metrics); None keeps it off so workers on one machine never
+    # collide on its default port 6066.
+    faust_web_port: int | None = None
+    # A failing dependency (MongoDB, SMTP) is retried in place with capped exponential backoff,
+    # 0.5 s doubling to this cap; after the last attempt the event goes to the dead-letter topic.
+    # 10 attempts with a 30 s cap is about 2 minutes of patience per event.
+    agent_retry_attempts: int = 10
+    agent_retry_max_seconds: float = 30.0
 
     # --- outbox relay
     relay_batch_size: int = 500
     relay_poll_seconds: float = 0.5
+    # Prometheus endpoint of the relay process; None serves none.
+    relay_metrics_port: int | None = None
 
     # --- Stripe
     stripe_api_key: SecretStr = SecretStr(DEV_STRIPE_API_KEY)
     stripe_api_base: str | None = None
     stripe_webhook_secret: SecretStr = SecretStr(DEV_STRIPE_WEBHOOK_SECRET)
+
+    @field_validator(
+        "rabbitmq_url",
+        "elasticsearch_url",
+        "smtp_username",
+        "smtp_password",
+        "stripe_api_base",
+        mode="before",
+    )
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        # `TULIFO_RABBITMQ_URL=` is how a launcher hands "off" to a child process.
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
