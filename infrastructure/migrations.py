@@ -72,4 +72,3 @@ async def migrate(dsn: str) -> list[str]:
             await conn.execute("SELECT pg_advisory_unlock($1)", _ADVISORY_LOCK_ID)
     finally:
         await conn.close()
-

@@ -81,9 +81,10 @@ class Settings(BaseSettings):
     faust_web_port: int | None = None
     # A failing dependency (MongoDB, SMTP) is retried in place with capped exponential backoff,
     # 0.5 s doubling to this cap; after the last attempt the event goes to the dead-letter topic.
-    # 10 attempts with a 30 s cap is about 2 minutes of patience per event.
-    agent_retry_attempts: int = 10
-    agent_retry_max_seconds: float = 30.0
+    # 8 attempts with a 10 s cap wait ~35 s in all: under Faust's 60 s rebalance timeout, which a
+    # rebalance waiting for the event in hand would otherwise overrun.
+    agent_retry_attempts: int = 8
+    agent_retry_max_seconds: float = 10.0
 
     # --- outbox relay
     relay_batch_size: int = 500
@@ -102,6 +103,8 @@ class Settings(BaseSettings):
         "smtp_username",
         "smtp_password",
         "stripe_api_base",
+        "faust_web_port",
+        "relay_metrics_port",
         mode="before",
     )
     @classmethod

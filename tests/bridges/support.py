@@ -1,0 +1,101 @@
+"""Helpers for tests that drive the outbox and read Kafka: a database of their own, outbox rows,
+and a consumer that reads topics from the beginning."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer
+
+from bridges.outbox import append_event
+from infrastructure.database import create_pool, unit_of_work
+from infrastructure.migrations import migrate
+from streams.events import Event
+from tests.conftest import PG_ADMIN_URL
+
+
+@asynccontextmanager
+async def fresh_database() -> AsyncIterator[str]:
+    """A migrated database of one's own: relays of other tests never see its outbox (and
+    advisory locks are per database)."""
+    name = f"tulifo_relay_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        await migrate(url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def append_events(database_url: str, events: Sequence[Event]) -> None:
+    """Commit `events` to the outbox the way the write side does, one transaction each."""
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    try:
+        for event in events:
+            async with unit_of_work(pool) as conn:
+                await append_event(conn, event)
+    finally:
+        await pool.close()
+
+
+async def outbox_rows(database_url: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return list(
+            await conn.fetch(
+                "SELECT id, event_id, event_type, key, published_at FROM outbox ORDER BY id"
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def published_event_ids(database_url: str) -> set[uuid.UUID]:
+    return {row["event_id"] for row in await outbox_rows(database_url) if row["published_at"]}
+
+
+async def read_topics(
+    bootstrap: str,
+    topics: Sequence[str],
+    *,
+    until: Callable[[list[Any]], bool],
+    timeout: float = 20.0,
+) -> list[Any]:
+    """Every record of `topics` from the beginning, read until `until(records)` holds."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while not until(records):
+                batch = await consumer.getmany(timeout_ms=200)
+                for partition_records in batch.values():
+                    records.extend(partition_records)
+    except TimeoutError:
+        raise AssertionError(
+            f"only {len(records)} records on {list(topics)} after {timeout}s"
+        ) from None
+    finally:
+        await consumer.stop()
+    return records
+
+
+def header(record: Any, name: str) -> str | None:
+    for key, value in record.headers or ():
+        if key == name:
+            return bytes(value).decode()
+    return None
