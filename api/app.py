@@ -15,6 +15,7 @@ from api.metrics import metrics_endpoint
 from api.middleware import GatewayMiddleware
 from api.state import AppState
 from infrastructure.database import create_pool
+from infrastructure.mongo import create_mongo_client, mongo_database
 from infrastructure.settings import Settings, get_settings
 
 
@@ -25,10 +26,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url)
         redis = aioredis.from_url(settings.redis_url, decode_responses=True)
-        app.state.tulifo = AppState(settings=settings, pool=pool, redis=redis)
+        mongo_client = create_mongo_client(settings)
+        mongo = mongo_database(mongo_client, settings)
+        app.state.tulifo = AppState(settings=settings, pool=pool, redis=redis, mongo=mongo)
         try:
             yield
         finally:
+            mongo_client.close()
             await redis.aclose()
             await pool.close()
 
@@ -63,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _domain_routers() -> list[APIRouter]:
     """Routers of every domain, in the order they appear in the docs."""
     from api.auth.router import router as auth_router
+    from api.notifications.router import router as notifications_router
     from api.users.router import router as users_router
 
-    return [auth_router, users_router]
+    return [auth_router, users_router, notifications_router]

@@ -40,18 +40,20 @@ async def _kafka_reachable(bootstrap: str) -> None:
 
 @router.get("/health/ready")
 async def ready(state: StateDep) -> JSONResponse:
-    postgres, redis, kafka = await asyncio.gather(
+    postgres, redis, kafka, mongodb = await asyncio.gather(
         _timed(state.pool.fetchval("SELECT 1")),
         _timed(state.redis.ping()),
         _timed(_kafka_reachable(state.settings.kafka_bootstrap)),
+        _timed(state.mongo.command("ping")),
     )
-    # Kafka being down does not stop writes (they wait in the outbox), so it only degrades.
+    # Kafka being down does not stop writes (they wait in the outbox), and MongoDB only serves
+    # notification reads: either one down degrades the API, it does not make it unready.
     kafka["required"] = False
-    checks = {"postgres": postgres, "redis": redis, "kafka": kafka}
+    mongodb["required"] = False
+    checks = {"postgres": postgres, "redis": redis, "kafka": kafka, "mongodb": mongodb}
     is_ready = postgres["status"] == "up" and redis["status"] == "up"
-    status = (
-        "ready" if is_ready and kafka["status"] == "up" else "degraded" if is_ready else "unready"
-    )
+    all_up = all(check["status"] == "up" for check in checks.values())
+    status = "ready" if is_ready and all_up else "degraded" if is_ready else "unready"
     return JSONResponse(
         {"success": is_ready, "data": {"status": status, "checks": checks}},
         status_code=200 if is_ready else 503,

@@ -9,6 +9,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from fastapi import Depends, Request
 
+from infrastructure.mongo import MongoDatabase
 from infrastructure.settings import Settings
 
 
@@ -17,6 +18,7 @@ class AppState:
     settings: Settings
     pool: asyncpg.Pool
     redis: aioredis.Redis
+    mongo: MongoDatabase
 
 
 def get_state(request: Request) -> AppState:
@@ -36,7 +38,12 @@ def get_redis(request: Request) -> aioredis.Redis:
     return get_state(request).redis
 
 
+def get_mongo(request: Request) -> MongoDatabase:
+    return get_state(request).mongo
+
+
 StateDep = Annotated[AppState, Depends(get_state)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
 RedisDep = Annotated[aioredis.Redis, Depends(get_redis)]
+MongoDep = Annotated[MongoDatabase, Depends(get_mongo)]

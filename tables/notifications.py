@@ -99,3 +99,41 @@ async def mark_email_sent(
 async def release_email(db: MongoDatabase, claim: EmailClaim) -> None:
     """Give the claim up (the send failed), so the next attempt may claim it again."""
     await db[EMAIL_LOG].delete_one({"_id": claim.id, "token": claim.token, "status": "sending"})
+
+
+async def list_for_user(
+    db: MongoDatabase,
+    *,
+    user_id: str,
+    limit: int,
+    before: datetime | None = None,
+    unread_only: bool = False,
+) -> list[dict[str, Any]]:
+    """A user's notifications, newest first (served by the `user_recent` index)."""
+    query: dict[str, Any] = {"userId": user_id}
+    if before is not None:
+        query["createdAt"] = {"$lt": before}
+    if unread_only:
+        query["read"] = False
+    cursor = db[NOTIFICATIONS].find(query).sort("createdAt", DESCENDING).limit(limit)
+    return [document async for document in cursor]
+
+
+async def count_unread(db: MongoDatabase, *, user_id: str) -> int:
+    return int(await db[NOTIFICATIONS].count_documents({"userId": user_id, "read": False}))
+
+
+async def mark_read(db: MongoDatabase, *, user_id: str, notification_id: str | None) -> int:
+    """Mark one notification (or, with None, all of them) read; only the owner's ever match."""
+    query: dict[str, Any] = {"userId": user_id, "read": False}
+    if notification_id is not None:
+        query["_id"] = notification_id
+    result = await db[NOTIFICATIONS].update_many(query, {"$set": {"read": True}})
+    return int(result.matched_count)
+
+
+async def exists_for_user(db: MongoDatabase, *, user_id: str, notification_id: str) -> bool:
+    found = await db[NOTIFICATIONS].find_one(
+        {"_id": notification_id, "userId": user_id}, {"_id": 1}
+    )
+    return found is not None

@@ -81,14 +81,14 @@ def smtp() -> Iterator[MailCapture]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, redis_url: str) -> Settings:
+def settings(database_url: str, redis_url: str, mongo_url: str) -> Settings:
     """Test settings. bcrypt at cost 4: cost 12 is asserted once, not paid on every login."""
     return Settings(
         env="test",
         database_url=database_url,
         redis_url=redis_url,
         kafka_bootstrap="127.0.0.1:1",  # tests that need Kafka ask for the `kafka` fixture
-        mongo_url="mongodb://127.0.0.1:1",
+        mongo_url=mongo_url,
         rabbitmq_url=None,
         bcrypt_rounds=4,
         log_json=False,

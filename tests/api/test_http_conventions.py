@@ -36,6 +36,7 @@ async def test_readiness_reports_each_dependency(client: httpx.AsyncClient) -> N
     checks = body["data"]["checks"]
     assert checks["postgres"]["status"] == "up"
     assert checks["redis"]["status"] == "up"
+    assert checks["mongodb"]["status"] == "up"
     # The test settings point Kafka at a closed port: writes still work, so only "degraded".
     assert checks["kafka"]["status"] == "down"
     assert response.status_code == 200
