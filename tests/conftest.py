@@ -16,14 +16,11 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from infrastructure.embedded import start_secantus, start_tansu
-from infrastructure.migrations import migrate
 from infrastructure.processes import ManagedProcess
 from infrastructure.settings import Settings
+from tests.databases import fresh_database
 from tests.mail import MailCapture
 
-PG_ADMIN_URL = os.environ.get(
-    "TULIFO_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 # A Redis database of its own, emptied at the start of a run, so tests never see a developer's keys.
 REDIS_URL = os.environ.get("TULIFO_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
@@ -31,16 +28,8 @@ REDIS_URL = os.environ.get("TULIFO_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 @pytest.fixture(scope="session")
 async def database_url() -> AsyncIterator[str]:
     """A database created for this run and dropped after it, with every migration applied."""
-    name = f"tulifo_test_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        await migrate(url)
+    async with fresh_database() as url:
         yield url
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -14,25 +13,7 @@ from aiokafka import AIOKafkaConsumer
 
 from bridges.outbox import append_event
 from infrastructure.database import create_pool, unit_of_work
-from infrastructure.migrations import migrate
 from streams.events import Event
-from tests.conftest import PG_ADMIN_URL
-
-
-@asynccontextmanager
-async def fresh_database() -> AsyncIterator[str]:
-    """A migrated database of one's own: relays of other tests never see its outbox (and
-    advisory locks are per database)."""
-    name = f"tulifo_relay_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        await migrate(url)
-        yield url
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def append_events(database_url: str, events: Sequence[Event]) -> None:

@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from infrastructure.processes import free_port
-from tests.conftest import PG_ADMIN_URL
+from tests.databases import PG_ADMIN_URL
 
 PG_SERVER = PG_ADMIN_URL.rsplit("/", 1)[0]
 # What the machine runs (DESIGN.md §5, CI): the launcher must pick these up when they answer.
