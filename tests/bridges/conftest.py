@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from infrastructure.settings import Settings
-from tests.bridges.support import fresh_database
+from tests.databases import fresh_database
 
 
 @pytest.fixture

@@ -24,8 +24,9 @@ from infrastructure.mongo import MongoDatabase, create_mongo_client, mongo_datab
 from infrastructure.processes import ManagedProcess
 from infrastructure.settings import Settings
 from streams.events import Event, dead_letter_topic, topic_name
-from tests.bridges.support import append_events, fresh_database, header, read_topics
+from tests.bridges.support import append_events, header, read_topics
 from tests.conftest import wait_until
+from tests.databases import fresh_database
 from tests.mail import MailCapture
 from tests.streams.factories import user_registered
 
