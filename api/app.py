@@ -67,7 +67,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _domain_routers() -> list[APIRouter]:
     """Routers of every domain, in the order they appear in the docs."""
     from api.auth.router import router as auth_router
+    from api.bids.router import router as bids_router
+    from api.billing.router import router as billing_router
+    from api.bookings.router import router as bookings_router
+    from api.disputes.router import router as disputes_router
+    from api.escrow.router import router as escrow_router
     from api.notifications.router import router as notifications_router
+    from api.payments.router import router as payments_router
+    from api.projects.router import router as projects_router
+    from api.reviews.router import router as reviews_router
     from api.users.router import router as users_router
 
-    return [auth_router, users_router, notifications_router]
+    return [
+        auth_router,
+        users_router,
+        notifications_router,
+        projects_router,
+        bids_router,
+        bookings_router,
+        payments_router,
+        escrow_router,
+        disputes_router,
+        billing_router,
+        reviews_router,
+    ]

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.envelope import error_body
 from api.errors import TulifoError
+from api.schemas import NUL_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ def field_errors(errors: Any) -> list[dict[str, Any]]:
     out = []
     for err in errors:
         loc = [str(part) for part in err.get("loc", ()) if part not in ("body",)]
+        if err.get("type") == NUL_ERROR:
+            # Raised for the whole model, so the field at fault travels in the context.
+            loc.append(err["ctx"]["field"])
         out.append(
             {
                 "field": ".".join(loc) or "body",

@@ -32,6 +32,12 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "profile.updated",
     "rating.updated",
     "match.scored",
+    # The rest of the project and bid lifecycle: every state change has an event, so the event
+    # store can rebuild the read models (§4). `project.status_changed` carries the moves that
+    # have no seed event of their own (start, revision, completion by the client, cancellation).
+    "project.updated",
+    "project.status_changed",
+    "bid.withdrawn",
 )
 
 DEAD_LETTER_SUFFIX: Final = "deadletter"

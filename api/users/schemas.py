@@ -31,7 +31,7 @@ def _text(max_length: int, *, min_length: int = 0) -> Any:
     return StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length)
 
 
-def _dedupe_skills(skills: list[str]) -> list[str]:
+def dedupe_skills(skills: list[str]) -> list[str]:
     # "Python" and "python " are one skill; the first spelling wins, order is kept.
     seen: set[str] = set()
     out = []
@@ -43,7 +43,7 @@ def _dedupe_skills(skills: list[str]) -> list[str]:
 
 
 Skill = Annotated[str, _text(50, min_length=1)]
-Skills = Annotated[list[Skill], Field(max_length=MAX_SKILLS), AfterValidator(_dedupe_skills)]
+Skills = Annotated[list[Skill], Field(max_length=MAX_SKILLS), AfterValidator(dedupe_skills)]
 # ISO 4217 alphabetic code; accepted in any case, stored upper.
 Currency = Annotated[
     str,

@@ -160,3 +160,19 @@ async def test_missing_fields_are_each_named(client: httpx.AsyncClient) -> None:
     response = await client.post("/api/auth/register", json={})
     assert response.status_code == 422
     assert sorted(error_fields(response)) == ["email", "name", "password", "role"]
+
+
+async def test_a_nul_character_is_refused_naming_the_field_not_a_500(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/api/auth/register",
+        json={
+            "email": unique_email(),
+            "password": "correct horse battery",
+            "name": "A\x00n",
+            "role": "worker",
+        },
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["field"] == "name"

@@ -125,6 +125,19 @@ class Tulifo:
             if needle in line:
                 return line
 
+    def drain(self, deadline_s: float = STARTUP_DEADLINE_S) -> list[str]:
+        """Every line up to the end of output (the process has exited or is about to)."""
+        end = time.monotonic() + deadline_s
+        while (remaining := end - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                return self.lines
+            self.lines.append(line)
+        raise AssertionError(f"output did not end within {deadline_s}s{self.context()}")
+
     def exports(self) -> dict[str, str]:
         """The `export KEY=value` lines printed so far (values unquoted the shell's way)."""
         import shlex

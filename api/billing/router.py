@@ -1,0 +1,35 @@
+"""/api/billing: a client's own money, nobody else's (there is no route naming another user)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from api.auth.dependencies import require_role
+from api.auth.schemas import AuthenticatedUser
+from api.billing import service
+from api.billing.schemas import BillingSummary, PaymentPage
+from api.envelope import Envelope, ok
+from api.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor
+from api.state import PoolDep
+
+router = APIRouter(prefix="/billing", tags=["billing"])
+
+ClientUser = Annotated[AuthenticatedUser, Depends(require_role("client"))]
+
+
+@router.get("/summary")
+async def billing_summary(user: ClientUser, pool: PoolDep) -> Envelope[BillingSummary]:
+    return ok(await service.summary(pool=pool, client_id=user.id))
+
+
+@router.get("/payments")
+async def billing_payments(
+    user: ClientUser, pool: PoolDep, limit: Limit = DEFAULT_LIMIT, cursor: CursorParam = None
+) -> Envelope[PaymentPage]:
+    return ok(
+        await service.payments(
+            pool=pool, client_id=user.id, cursor=decode_cursor(cursor), limit=limit
+        )
+    )

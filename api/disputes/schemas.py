@@ -1,0 +1,70 @@
+"""Bodies of /api/disputes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, HttpUrl, StringConstraints
+
+from api.money import MAX_AMOUNT_CENTS
+from api.schemas import ApiModel
+
+MAX_EVIDENCE_ITEMS = 20
+Resolution = Literal["release", "refund", "split"]
+# Stored parts of a split are capped like every amount (api/money.py): an absurd number is a
+# 422 at the door, before it is compared with what the hold contains.
+PartCents = Annotated[int, Field(strict=True, ge=0, le=MAX_AMOUNT_CENTS)]
+
+
+class EvidenceItem(ApiModel):
+    description: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)
+    ]
+    url: HttpUrl | None = None
+
+
+class OpenDisputeRequest(ApiModel):
+    project_id: uuid.UUID
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=5000)]
+    evidence: Annotated[list[EvidenceItem], Field(max_length=MAX_EVIDENCE_ITEMS)] = Field(
+        default_factory=list
+    )
+
+
+class ResolveDisputeRequest(ApiModel):
+    """release: the worker gets the hold's net, the platform its fee. refund: the client gets
+    the whole amount back, no fee. split: workerAmountCents + clientAmountCents must equal the
+    amount held; the client part is refunded whole and the platform fee is taken on the worker
+    part only (10% of it, rounded half up)."""
+
+    resolution: Resolution
+    worker_amount_cents: PartCents | None = None
+    client_amount_cents: PartCents | None = None
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)] | None = None
+
+
+class DisputeOut(ApiModel):
+    id: uuid.UUID
+    project_id: uuid.UUID
+    escrow_id: uuid.UUID
+    client_id: uuid.UUID
+    worker_id: uuid.UUID
+    opened_by: uuid.UUID
+    reason: str
+    evidence: list[EvidenceItem]
+    status: Literal["open", "resolved"]
+    previous_project_status: str
+    escrow_status: str
+    amount_cents: int
+    currency: str
+    resolution: Resolution | None
+    worker_amount_cents: int | None
+    client_amount_cents: int | None
+    fee_cents: int | None
+    resolution_note: str | None
+    resolved_by: uuid.UUID | None
+    resolved_at: datetime | None
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,175 @@
+"""Escrow holds: reading one, releasing it to the worker, refunding it when a project is cancelled.
+
+unfunded ─payment succeeded (webhook)─▶ funded ─client releases─▶ released
+                                          │ ─project cancelled─▶ refunded
+                                          └─dispute opened─▶ frozen ─admin resolves─▶
+                                                              released | refunded | split
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Final
+
+import asyncpg
+
+from api.auth.schemas import AuthenticatedUser
+from api.errors import Conflict, Forbidden, NotFound
+from api.escrow import repository, settlement
+from api.escrow.schemas import EscrowOut, PayoutOut
+from api.payments.provider import provider_error
+from bridges.stripe import StripeFailure, StripeGateway, default_gateway
+from infrastructure.database import unit_of_work
+
+# A client may release once the worker delivered, or after accepting the delivery through
+# PUT /api/projects/{id}/status (delivered→completed), which leaves the money held.
+RELEASABLE_PROJECT_STATUSES: Final = frozenset({"delivered", "completed"})
+
+
+async def get_escrow(
+    *, pool: asyncpg.Pool, user: AuthenticatedUser, escrow_id: uuid.UUID
+) -> EscrowOut:
+    """A hold, for its client, its worker and admins."""
+    async with pool.acquire() as conn:
+        record = await repository.fetch_escrow_view(conn, escrow_id=escrow_id)
+    if record is None:
+        raise NotFound("escrow hold not found")
+    if user.role != "admin" and user.id not in (record["client_id"], record["worker_id"]):
+        raise Forbidden("only the booking's client and worker may see its escrow")
+    return escrow_out(record)
+
+
+async def release_escrow(
+    *, pool: asyncpg.Pool, user: AuthenticatedUser, escrow_id: uuid.UUID
+) -> EscrowOut:
+    """Pay the worker the hold's net, keep the fee; the project becomes completed.
+
+    Under the project and hold locks, so of concurrent releases exactly one finds the hold
+    funded; the others find it released and get a 409.
+    """
+    async with unit_of_work(pool) as conn:
+        project_id = await repository.project_of_escrow(conn, escrow_id=escrow_id)
+        if project_id is None:
+            raise NotFound("escrow hold not found")
+        project = await repository.lock_project(conn, project_id=project_id)
+        escrow = await repository.lock_escrow(conn, escrow_id=escrow_id)
+        assert project is not None and escrow is not None  # foreign keys, and holds are kept
+        if escrow["client_id"] != user.id:
+            raise Forbidden("only the booking's client may release its escrow")
+        require_status(escrow, "funded", action="released")
+        if project["status"] not in RELEASABLE_PROJECT_STATUSES:
+            raise Conflict(
+                f"the project is {project['status']}: the escrow is released once the work "
+                "is delivered",
+                code="PROJECT_NOT_DELIVERED",
+                details={"projectStatus": project["status"]},
+            )
+        await settlement.pay_worker(
+            conn,
+            escrow=escrow,
+            amount_cents=escrow["amount_cents"],
+            fee_cents=escrow["fee_cents"],
+            dispute_id=None,
+            actor_id=user.id,
+        )
+        await repository.set_escrow_status(conn, escrow_id=escrow_id, status="released")
+        if project["status"] == "delivered":
+            await settlement.move_project(
+                conn, project=project, to_status="completed", actor_id=user.id
+            )
+        view = await repository.fetch_escrow_view(conn, escrow_id=escrow_id)
+    return escrow_out(view)
+
+
+async def refund_for_cancellation(
+    conn: asyncpg.Connection,
+    *,
+    project_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    stripe: StripeGateway | None = None,
+) -> None:
+    """Give a cancelled project's held money back to the client, in the canceller's transaction.
+
+    Call it under the project's row lock. A funded hold is refunded in full through Stripe
+    (no fee is kept on a cancellation) and becomes 'refunded'; an unfunded or already refunded
+    hold needs nothing; a frozen one (open dispute) is a 409. A Stripe failure raises a 503/502
+    so the caller's transaction, and the cancellation with it, rolls back.
+    """
+    escrow = await repository.lock_escrow_of_project(conn, project_id=project_id)
+    if escrow is None or escrow["status"] in ("unfunded", "refunded"):
+        return
+    require_status(escrow, "funded", action="refunded")
+    try:
+        gateway = stripe or default_gateway()
+    except StripeFailure as exc:
+        raise provider_error(exc) from exc
+    await settlement.refund_client(
+        conn,
+        stripe=gateway,
+        escrow=escrow,
+        amount_cents=escrow["amount_cents"],
+        reason="cancellation",
+        dispute_id=None,
+        actor_id=actor_id,
+    )
+    await repository.set_escrow_status(conn, escrow_id=escrow["id"], status="refunded")
+
+
+def require_status(escrow: asyncpg.Record, expected: str, *, action: str) -> None:
+    """409 with a code saying why a hold in its current status cannot be `action`."""
+    status: str = escrow["status"]
+    if status == expected:
+        return
+    details = {"escrowStatus": status}
+    if status == "frozen":
+        raise Conflict(
+            f"the escrow is frozen by an open dispute and cannot be {action}; "
+            "an admin resolves the dispute",
+            code="ESCROW_FROZEN",
+            details=details,
+        )
+    if status == "unfunded":
+        raise Conflict(
+            f"the escrow is not funded yet and cannot be {action}",
+            code="ESCROW_NOT_FUNDED",
+            details=details,
+        )
+    if status in ("released", "refunded", "split"):
+        raise Conflict(
+            f"the escrow was already {status}; it cannot be {action}",
+            code="ESCROW_SETTLED",
+            details=details,
+        )
+    raise Conflict(f"the escrow is {status}", code="ESCROW_STATE", details=details)
+
+
+def escrow_out(record: asyncpg.Record) -> EscrowOut:
+    payout = None
+    if record["payout_id"] is not None:
+        payout = PayoutOut(
+            id=record["payout_id"],
+            amount_cents=record["payout_amount_cents"],
+            fee_cents=record["payout_fee_cents"],
+            status=record["payout_status"],
+        )
+    return EscrowOut(
+        id=record["id"],
+        booking_id=record["booking_id"],
+        project_id=record["project_id"],
+        client_id=record["client_id"],
+        worker_id=record["worker_id"],
+        amount_cents=record["amount_cents"],
+        fee_cents=record["fee_cents"],
+        net_cents=record["net_cents"],
+        currency=record["currency"],
+        status=record["status"],
+        payment_id=record["payment_id"],
+        payment_status=record["payment_status"],
+        refunded_cents=record["refunded_cents"],
+        payout=payout,
+        funded_at=record["funded_at"],
+        released_at=record["released_at"],
+        refunded_at=record["refunded_at"],
+        created_at=record["created_at"],
+        updated_at=record["updated_at"],
+    )

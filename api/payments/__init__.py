@@ -1,0 +1,1 @@
+"""Payments: Stripe PaymentIntents that fund escrow holds, and the Stripe webhook."""

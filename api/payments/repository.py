@@ -1,0 +1,156 @@
+"""Every SQL statement of the payments domain: payments and the Stripe event ledger."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+
+async def fetch_booking(
+    conn: asyncpg.Connection, *, booking_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """A booking with its escrow hold's id (the hold is made with the booking)."""
+    record: asyncpg.Record | None = await conn.fetchrow(
+        """SELECT b.id, b.project_id, b.client_id, b.worker_id, b.agreed_amount_cents,
+                  b.currency, e.id AS escrow_id
+             FROM bookings b
+             LEFT JOIN escrow_holds e ON e.booking_id = b.id
+            WHERE b.id = $1""",
+        booking_id,
+    )
+    return record
+
+
+async def fetch_payment_of_booking(
+    conn: asyncpg.Connection, *, booking_id: uuid.UUID
+) -> asyncpg.Record | None:
+    record: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT * FROM payments WHERE booking_id = $1", booking_id
+    )
+    return record
+
+
+async def fetch_payment_by_intent(
+    conn: asyncpg.Connection, *, intent_id: str
+) -> asyncpg.Record | None:
+    record: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT * FROM payments WHERE stripe_payment_intent_id = $1", intent_id
+    )
+    return record
+
+
+async def lock_payment(conn: asyncpg.Connection, *, payment_id: uuid.UUID) -> asyncpg.Record:
+    record: asyncpg.Record = await conn.fetchrow(
+        "SELECT * FROM payments WHERE id = $1 FOR UPDATE", payment_id
+    )
+    return record
+
+
+async def lock_payment_of_escrow(
+    conn: asyncpg.Connection, *, escrow_id: uuid.UUID
+) -> asyncpg.Record | None:
+    record: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT * FROM payments WHERE escrow_id = $1 FOR UPDATE", escrow_id
+    )
+    return record
+
+
+async def insert_payment(
+    conn: asyncpg.Connection,
+    *,
+    payment_id: uuid.UUID,
+    booking_id: uuid.UUID,
+    escrow_id: uuid.UUID,
+    project_id: uuid.UUID,
+    client_id: uuid.UUID,
+    intent_id: str,
+    amount_cents: int,
+    fee_cents: int,
+    net_cents: int,
+    currency: str,
+) -> None:
+    await conn.execute(
+        """INSERT INTO payments (id, booking_id, escrow_id, project_id, client_id,
+                                 stripe_payment_intent_id, amount_cents, fee_cents, net_cents,
+                                 currency)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+        payment_id,
+        booking_id,
+        escrow_id,
+        project_id,
+        client_id,
+        intent_id,
+        amount_cents,
+        fee_cents,
+        net_cents,
+        currency,
+    )
+
+
+async def mark_succeeded(
+    conn: asyncpg.Connection, *, payment_id: uuid.UUID, charge_id: str | None
+) -> None:
+    await conn.execute(
+        """UPDATE payments
+              SET status = 'succeeded', stripe_charge_id = $2, failure_code = NULL,
+                  failure_message = NULL, succeeded_at = now(), updated_at = now()
+            WHERE id = $1""",
+        payment_id,
+        charge_id,
+    )
+
+
+async def mark_failed(
+    conn: asyncpg.Connection,
+    *,
+    payment_id: uuid.UUID,
+    failure_code: str | None,
+    failure_message: str | None,
+) -> None:
+    await conn.execute(
+        """UPDATE payments
+              SET status = 'failed', failure_code = $2, failure_message = $3, updated_at = now()
+            WHERE id = $1""",
+        payment_id,
+        failure_code,
+        failure_message,
+    )
+
+
+async def record_anomaly(conn: asyncpg.Connection, *, payment_id: uuid.UUID, note: str) -> None:
+    await conn.execute(
+        "UPDATE payments SET anomaly = $2, updated_at = now() WHERE id = $1", payment_id, note
+    )
+
+
+async def claim_stripe_event(conn: asyncpg.Connection, *, event_id: str, event_type: str) -> bool:
+    """Enter a Stripe event in the ledger; False if it is already there (a redelivery).
+
+    A concurrent delivery of the same event waits on the primary key until this transaction
+    ends, then finds the row: exactly one of them applies the effect.
+    """
+    inserted = await conn.fetchval(
+        """INSERT INTO stripe_events (id, type) VALUES ($1, $2)
+           ON CONFLICT (id) DO NOTHING RETURNING true""",
+        event_id,
+        event_type,
+    )
+    return bool(inserted)
+
+
+async def settle_stripe_event(
+    conn: asyncpg.Connection,
+    *,
+    event_id: str,
+    outcome: str,
+    note: str | None,
+    payment_id: uuid.UUID | None,
+) -> None:
+    await conn.execute(
+        "UPDATE stripe_events SET outcome = $2, note = $3, payment_id = $4 WHERE id = $1",
+        event_id,
+        outcome,
+        note,
+        payment_id,
+    )

@@ -1,0 +1,133 @@
+"""Bodies of /api/projects, and the input types the other gig domains share (money, text)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints, field_validator
+
+from api.money import MAX_AMOUNT_CENTS, MIN_AMOUNT_CENTS, SUPPORTED_CURRENCIES
+from api.schemas import ApiModel
+from api.users.schemas import dedupe_skills
+
+MAX_REQUIRED_SKILLS: Final = 30
+# The same bound as a worker's skills (api/users/schemas.py).
+MAX_SKILL_CHARS: Final = 50
+# Two years ahead: a longer horizon is a typo (2205 for 2025), not a gig.
+MAX_DEADLINE_AHEAD: Final = timedelta(days=730)
+
+ProjectStatus = Literal[
+    "open", "awarded", "in_progress", "delivered", "completed", "cancelled", "disputed"
+]
+
+
+def _supported_currency(value: str) -> str:
+    if value not in SUPPORTED_CURRENCIES:
+        raise ValueError(f"unsupported currency; one of {', '.join(sorted(SUPPORTED_CURRENCIES))}")
+    return value
+
+
+def _ahead(value: datetime) -> datetime:
+    now = datetime.now(UTC)
+    if value <= now:
+        raise ValueError("must be in the future")
+    if value > now + MAX_DEADLINE_AHEAD:
+        raise ValueError(f"must be within {MAX_DEADLINE_AHEAD.days} days from now")
+    return value
+
+
+def bounded(max_length: int, *, min_length: int = 0) -> StringConstraints:
+    """Trimmed text of a bounded length (ApiModel already refuses NUL characters)."""
+    return StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length)
+
+
+# Money is integer cents (strict: 12.5 or "1200" are refused, never read as dollars or
+# coerced) between Stripe's minimum charge and our cap, so every amount can really be paid.
+AmountCents = Annotated[int, Field(strict=True, ge=MIN_AMOUNT_CENTS, le=MAX_AMOUNT_CENTS)]
+# ISO 4217, accepted in any case and stored upper; only the currencies we take payments in.
+Currency = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{3}$"),
+    AfterValidator(str.upper),
+    AfterValidator(_supported_currency),
+]
+# Normalised like a worker's skills (api/users/schemas.py): trimmed, duplicates in any case
+# dropped, first spelling kept; matching ignores case (projects.skill_keys).
+Skill = Annotated[str, bounded(MAX_SKILL_CHARS, min_length=1)]
+RequiredSkills = Annotated[
+    list[Skill], Field(max_length=MAX_REQUIRED_SKILLS), AfterValidator(dedupe_skills)
+]
+Deadline = Annotated[AwareDatetime, AfterValidator(_ahead)]
+Title = Annotated[str, bounded(200, min_length=3)]
+Description = Annotated[str, bounded(20_000)]
+
+
+class ProjectCreate(ApiModel):
+    title: Title
+    description: Description = ""
+    budget_cents: AmountCents
+    currency: Currency
+    required_skills: RequiredSkills = Field(default_factory=list)
+    deadline: Deadline | None = None
+
+
+# The request attributes PATCH may change, named as the columns they are stored in.
+EDITABLE_FIELDS: Final = (
+    "title",
+    "description",
+    "budget_cents",
+    "currency",
+    "required_skills",
+    "deadline",
+)
+
+
+class ProjectUpdate(ApiModel):
+    """Merge semantics: fields left out keep their value; `deadline: null` removes it."""
+
+    title: Title | None = None
+    description: Description | None = None
+    budget_cents: AmountCents | None = None
+    currency: Currency | None = None
+    required_skills: RequiredSkills | None = None
+    deadline: Deadline | None = None
+
+    @field_validator(
+        "title", "description", "budget_cents", "currency", "required_skills", mode="before"
+    )
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Runs only for values sent: null on a field that cannot be empty.
+        if value is None:
+            raise ValueError("may not be null")
+        return value
+
+
+class StatusChange(ApiModel):
+    status: ProjectStatus
+
+
+class ProjectOut(ApiModel):
+    id: uuid.UUID
+    client_id: uuid.UUID
+    title: str
+    description: str
+    budget_cents: int
+    currency: str
+    required_skills: list[str]
+    deadline: datetime | None
+    status: ProjectStatus
+    worker_id: uuid.UUID | None
+    accepted_bid_id: uuid.UUID | None
+    # Set once the client booked the worker: the handle for funding and the escrow.
+    booking_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProjectPage(ApiModel):
+    items: list[ProjectOut]
+    # Pass back as `cursor` for the next page; null on the last one.
+    next_cursor: str | None

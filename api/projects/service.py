@@ -1,0 +1,236 @@
+"""Projects: posting, the board, edits while open, and the status moves of either party."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from api.auth.schemas import AuthenticatedUser
+from api.bids import repository as bids
+from api.bookings import repository as bookings
+from api.errors import Conflict, Forbidden, ServiceUnavailable, Unauthorized
+from api.pagination import Cursor, split_page
+from api.projects import lifecycle, repository
+from api.projects.access import load_visible_project, party_of
+from api.projects.schemas import ProjectCreate, ProjectOut, ProjectPage, ProjectUpdate
+from bridges.outbox import append_event
+from infrastructure.database import unit_of_work
+from streams.events import new_event
+from streams.projects import (
+    ProjectCreated,
+    ProjectDelivered,
+    ProjectStatusChanged,
+    ProjectUpdated,
+)
+
+
+async def create_project(
+    *, pool: asyncpg.Pool, client: AuthenticatedUser, body: ProjectCreate
+) -> ProjectOut:
+    """Post an open project and emit `project.created`."""
+    project_id = uuid.uuid4()
+    async with unit_of_work(pool) as conn:
+        await repository.insert_project(
+            conn,
+            project_id=project_id,
+            client_id=client.id,
+            title=body.title,
+            description=body.description,
+            budget_cents=body.budget_cents,
+            currency=body.currency,
+            required_skills=body.required_skills,
+            deadline=body.deadline,
+        )
+        event = ProjectCreated(
+            project_id=project_id,
+            client_id=client.id,
+            title=body.title,
+            description=body.description,
+            budget_cents=body.budget_cents,
+            currency=body.currency,
+            required_skills=body.required_skills,
+            deadline=body.deadline,
+            status="open",
+        )
+        await append_event(conn, new_event(event, aggregate_id=project_id, actor_id=client.id))
+        return await _reread(conn, project_id)
+
+
+async def list_projects(
+    *,
+    pool: asyncpg.Pool,
+    viewer: AuthenticatedUser | None,
+    filters: repository.ProjectFilters,
+    cursor: Cursor | None,
+    limit: int,
+) -> ProjectPage:
+    """A page of the projects `viewer` may see, newest first."""
+    if filters.mine and viewer is None:
+        raise Unauthorized("sign in to list your own projects")
+    who = (
+        repository.Viewer(id=viewer.id, role=viewer.role)
+        if viewer
+        else repository.Viewer(None, None)
+    )
+    async with pool.acquire() as conn:
+        rows = await repository.list_projects(
+            conn, filters=filters, viewer=who, cursor=cursor, limit=limit
+        )
+    page, next_cursor = split_page(rows, limit=limit)
+    return ProjectPage(items=[_out(row) for row in page], next_cursor=next_cursor)
+
+
+async def get_project(
+    *, pool: asyncpg.Pool, viewer: AuthenticatedUser | None, project_id: uuid.UUID
+) -> ProjectOut:
+    async with pool.acquire() as conn:
+        return _out(await load_visible_project(conn, project_id=project_id, viewer=viewer))
+
+
+async def update_project(
+    *, pool: asyncpg.Pool, user: AuthenticatedUser, project_id: uuid.UUID, body: ProjectUpdate
+) -> ProjectOut:
+    """Edit an open project (its client only); emit `project.updated` with what changed."""
+    sent = body.model_dump(exclude_unset=True)
+    async with unit_of_work(pool) as conn:
+        project = await load_visible_project(
+            conn, project_id=project_id, viewer=user, lock="update"
+        )
+        if project["client_id"] != user.id:
+            raise Forbidden("only the project's client may edit it")
+        if project["status"] != "open":
+            raise Conflict(
+                f"a project can be edited only while open; it is {project['status']}",
+                code="PROJECT_NOT_OPEN",
+                details={"currentStatus": project["status"]},
+            )
+        changed = {column: value for column, value in sent.items() if project[column] != value}
+        if "currency" in changed and await bids.count_live(conn, project_id=project_id):
+            # Every bid is in the project's currency; switching under them would strand them.
+            raise Conflict(
+                "the currency cannot change once the project has bids",
+                code="PROJECT_HAS_BIDS",
+                details=[{"field": "currency", "message": "the project already has bids"}],
+            )
+        if not changed:
+            return _out(project)
+        await repository.update_columns(conn, project_id=project_id, values=changed)
+        # An amount never travels without its currency.
+        shown = set(changed) | ({"currency"} if "budget_cents" in changed else set())
+        values = body.model_copy(update={"currency": project["currency"], **changed})
+        event = ProjectUpdated(
+            project_id=project_id,
+            client_id=user.id,
+            changed=sorted(changed),
+            project=values.model_dump(mode="json", include=shown),
+        )
+        await append_event(conn, new_event(event, aggregate_id=project_id, actor_id=user.id))
+        return await _reread(conn, project_id)
+
+
+async def change_status(
+    *, pool: asyncpg.Pool, user: AuthenticatedUser, project_id: uuid.UUID, target: str
+) -> ProjectOut:
+    """Make one move of the state machine (api/projects/lifecycle.py) for the caller's side."""
+    async with unit_of_work(pool) as conn:
+        project = await load_visible_project(
+            conn, project_id=project_id, viewer=user, lock="update"
+        )
+        current: str = project["status"]
+        party = party_of(project, user)
+        if party is None:
+            raise Forbidden(
+                "only the project's client or its booked worker may change its status",
+                details={"currentStatus": current, "allowed": []},
+            )
+        lifecycle.check_move(current=current, target=target, party=party)
+        event: ProjectDelivered | ProjectStatusChanged
+        if target == "delivered":
+            event = await _delivery(conn, project)
+        else:
+            rejected: list[uuid.UUID] = []
+            if current == "awarded" and target == "in_progress":
+                await _require_funded_escrow(conn, project_id)
+            elif target == "cancelled":
+                rejected = await _cancel(conn, project_id=project_id, actor_id=user.id)
+            event = ProjectStatusChanged(
+                project_id=project_id,
+                client_id=project["client_id"],
+                worker_id=project["worker_id"],
+                from_status=current,
+                to_status=target,
+                rejected_bid_ids=rejected,
+            )
+        await repository.set_status(conn, project_id=project_id, status=target)
+        await append_event(conn, new_event(event, aggregate_id=project_id, actor_id=user.id))
+        return await _reread(conn, project_id)
+
+
+async def _require_funded_escrow(conn: asyncpg.Connection, project_id: uuid.UUID) -> None:
+    # Work starts only against money already held: that is what the escrow promises the worker.
+    booking = await bookings.fetch_project_booking(conn, project_id=project_id)
+    if booking is None:
+        raise Conflict(
+            "work can start once the client has booked you (POST /api/bookings)",
+            code="NOT_BOOKED",
+            details={"currentStatus": "awarded", "escrowStatus": None},
+        )
+    if booking["hold_status"] != "funded":
+        raise Conflict(
+            f"work can start once the escrow is funded; it is {booking['hold_status']}",
+            code="ESCROW_NOT_FUNDED",
+            details={"currentStatus": "awarded", "escrowStatus": booking["hold_status"]},
+        )
+
+
+async def _delivery(conn: asyncpg.Connection, project: asyncpg.Record) -> ProjectDelivered:
+    booking = await bookings.fetch_project_booking(conn, project_id=project["id"])
+    # in_progress is reached only through a booking with a funded hold.
+    assert booking is not None, "an in_progress project without a booking"
+    return ProjectDelivered(
+        project_id=project["id"],
+        client_id=project["client_id"],
+        worker_id=project["worker_id"],
+        booking_id=booking["id"],
+        agreed_amount_cents=booking["agreed_amount_cents"],
+        currency=booking["currency"],
+    )
+
+
+async def _cancel(
+    conn: asyncpg.Connection, *, project_id: uuid.UUID, actor_id: uuid.UUID
+) -> list[uuid.UUID]:
+    """Close the project's pending bids and give back funded escrow; the rejected bid ids."""
+    rejected = await bids.reject_pending(conn, project_id=project_id)
+    booking = await bookings.fetch_project_booking(conn, project_id=project_id, lock_hold=True)
+    if booking is not None and booking["hold_status"] == "funded":
+        await _refund_for_cancellation(conn, project_id=project_id, actor_id=actor_id)
+    return rejected
+
+
+async def _refund_for_cancellation(
+    conn: asyncpg.Connection, *, project_id: uuid.UUID, actor_id: uuid.UUID
+) -> None:
+    # Imported here: escrow depends on projects, not the other way round, and the refund is
+    # the one thing cancellation needs from it. Its failure raises and rolls the cancel back.
+    try:
+        from api.escrow.service import refund_for_cancellation
+    except ImportError as exc:
+        # Never cancel a funded project without giving the money back.
+        raise ServiceUnavailable(
+            "refunds are unavailable, so a funded project cannot be cancelled right now"
+        ) from exc
+    await refund_for_cancellation(conn, project_id=project_id, actor_id=actor_id)
+
+
+async def _reread(conn: asyncpg.Connection, project_id: uuid.UUID) -> ProjectOut:
+    record = await repository.fetch_project(conn, project_id=project_id)
+    assert record is not None
+    return _out(record)
+
+
+def _out(record: asyncpg.Record) -> ProjectOut:
+    fields: dict[str, Any] = {name: record[name] for name in ProjectOut.model_fields}
+    return ProjectOut(**fields)
