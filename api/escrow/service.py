@@ -103,16 +103,7 @@ async def refund_for_cancellation(
         gateway = stripe or default_gateway()
     except StripeFailure as exc:
         raise provider_error(exc) from exc
-    await settlement.refund_client(
-        conn,
-        stripe=gateway,
-        escrow=escrow,
-        amount_cents=escrow["amount_cents"],
-        reason="cancellation",
-        dispute_id=None,
-        actor_id=actor_id,
-    )
-    await repository.set_escrow_status(conn, escrow_id=escrow["id"], status="refunded")
+    await settlement.refund_cancelled(conn, stripe=gateway, escrow=escrow, actor_id=actor_id)
 
 
 def require_status(escrow: asyncpg.Record, expected: str, *, action: str) -> None:

@@ -135,6 +135,26 @@ async def refund_client(
     return refund_id
 
 
+async def refund_cancelled(
+    conn: asyncpg.Connection,
+    *,
+    stripe: StripeGateway,
+    escrow: asyncpg.Record,
+    actor_id: uuid.UUID | None,
+) -> None:
+    """A cancelled project's hold goes back to the client in full, and the hold is done."""
+    await refund_client(
+        conn,
+        stripe=stripe,
+        escrow=escrow,
+        amount_cents=escrow["amount_cents"],
+        reason="cancellation",
+        dispute_id=None,
+        actor_id=actor_id,
+    )
+    await repository.set_escrow_status(conn, escrow_id=escrow["id"], status="refunded")
+
+
 async def append_refunded(
     conn: asyncpg.Connection,
     *,

@@ -124,16 +124,7 @@ async def _intent_succeeded(
         return Effect("applied", None, payment["id"])
     # The client paid for a project cancelled while the payment was in flight: nothing can be
     # delivered for it, so the money goes straight back, in full.
-    await settlement.refund_client(
-        conn,
-        stripe=stripe,
-        escrow=escrow,
-        amount_cents=escrow["amount_cents"],
-        reason="cancellation",
-        dispute_id=None,
-        actor_id=None,
-    )
-    await escrow_repository.set_escrow_status(conn, escrow_id=escrow["id"], status="refunded")
+    await settlement.refund_cancelled(conn, stripe=stripe, escrow=escrow, actor_id=None)
     return Effect("applied", "the project was cancelled: refunded in full", payment["id"])
 
 
