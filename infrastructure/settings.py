@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     login_max_per_email: int = 5
     login_max_per_ip: int = 20
     login_window_seconds: int = 15 * 60
+    # Registrations per client IP per hour: each costs a bcrypt hash (~250 ms of a core).
+    register_max_per_ip: int = 10
+    register_window_seconds: int = 3600
 
     # --- Kafka / Faust
     topic_prefix: str = "tulifo"

@@ -57,29 +57,59 @@ def ip_key(ip: str) -> str:
     return f"{KEY_PREFIX}:ip:{ip}"
 
 
+async def _count(
+    redis: aioredis.Redis, *, limits: dict[str, int], window_seconds: int, refused: str
+) -> None:
+    """Count one attempt under each key; raise TooManyRequests once any key passes its limit.
+
+    `limits` maps a counter key to its maximum within the window; Retry-After is the wait until
+    the longest-blocked counter frees up.
+    """
+    try:
+        # The script object runs EVALSHA, falling back to EVAL the first time.
+        script = redis.register_script(_COUNT_ATTEMPT)
+        result: Any = await script(keys=list(limits), args=[window_seconds])
+    except RedisError as exc:
+        # Fail closed: without the counter, the endpoint would be open to unlimited attempts.
+        raise ServiceUnavailable(f"{refused} is unavailable right now; try again shortly") from exc
+    values = [int(v) for v in result]
+    waits = [
+        ttl
+        for (count, ttl), maximum in zip(
+            zip(values[::2], values[1::2], strict=True), limits.values(), strict=True
+        )
+        if count > maximum
+    ]
+    if waits:
+        retry_after = max(1, *waits)
+        raise TooManyRequests(
+            f"too many {refused} attempts; try again in {retry_after} seconds",
+            retry_after=retry_after,
+        )
+
+
 async def count_login_attempt(
     redis: aioredis.Redis, *, email: str, ip: str, limits: LoginLimits
 ) -> None:
-    """Count one attempt; raise TooManyRequests (with Retry-After) once either limit is passed."""
-    script = redis.register_script(_COUNT_ATTEMPT)
-    try:
-        result: Any = await script(
-            keys=[email_key(email), ip_key(ip)], args=[limits.window_seconds]
-        )
-    except RedisError as exc:
-        # Fail closed: without the counter, login would be open to unlimited guessing.
-        raise ServiceUnavailable("sign-in is unavailable right now; try again shortly") from exc
-    email_count, email_ttl, ip_count, ip_ttl = (int(v) for v in result)
-    waits = []
-    if email_count > limits.max_per_email:
-        waits.append(email_ttl)
-    if ip_count > limits.max_per_ip:
-        waits.append(ip_ttl)
-    if waits:
-        retry_after = max(1, max(waits))
-        raise TooManyRequests(
-            f"too many login attempts; try again in {retry_after} seconds", retry_after=retry_after
-        )
+    """Count one sign-in attempt, per email and per client IP."""
+    await _count(
+        redis,
+        limits={email_key(email): limits.max_per_email, ip_key(ip): limits.max_per_ip},
+        window_seconds=limits.window_seconds,
+        refused="login",
+    )
+
+
+async def count_registration(
+    redis: aioredis.Redis, *, ip: str, max_per_ip: int, window_seconds: int
+) -> None:
+    """Count one registration per client IP: each costs a bcrypt hash, so it is a DoS lever."""
+    await _count(
+        redis,
+        limits={f"{KEY_PREFIX}:register:{ip}": max_per_ip},
+        window_seconds=window_seconds,
+        refused="registration",
+    )
 
 
 async def clear_email_attempts(redis: aioredis.Redis, *, email: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
-from api.auth import service
+from api.auth import rate_limit, service
 from api.auth.dependencies import CurrentUser
 from api.auth.schemas import (
     LoginRequest,
@@ -24,10 +24,22 @@ from api.state import PoolDep, RedisDep, SettingsDep
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
+def _client_ip(request: Request) -> str:
+    # The socket's peer. Behind a proxy, run uvicorn with --forwarded-allow-ips so this is the
+    # real client; X-Forwarded-For is never read here, since any caller can set it.
+    return request.client.host if request.client else "unknown"
+
+
 @router.post("/register", status_code=status.HTTP_201_CREATED)
 async def register(
-    body: RegisterRequest, pool: PoolDep, settings: SettingsDep
+    body: RegisterRequest, request: Request, pool: PoolDep, redis: RedisDep, settings: SettingsDep
 ) -> Envelope[SessionOut]:
+    await rate_limit.count_registration(
+        redis,
+        ip=_client_ip(request),
+        max_per_ip=settings.register_max_per_ip,
+        window_seconds=settings.register_window_seconds,
+    )
     return ok(await service.register(pool=pool, settings=settings, body=body))
 
 
@@ -35,11 +47,8 @@ async def register(
 async def login(
     body: LoginRequest, request: Request, pool: PoolDep, redis: RedisDep, settings: SettingsDep
 ) -> Envelope[SessionOut]:
-    # The socket's peer. Behind a proxy, run uvicorn with --forwarded-allow-ips so this is the
-    # real client; X-Forwarded-For is never read here, since any caller can set it.
-    client_ip = request.client.host if request.client else "unknown"
     session = await service.login(
-        pool=pool, redis=redis, settings=settings, body=body, client_ip=client_ip
+        pool=pool, redis=redis, settings=settings, body=body, client_ip=_client_ip(request)
     )
     return ok(session)
 

@@ -7,8 +7,19 @@ import asyncio
 import asyncpg
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
-from tests.api.conftest import PASSWORD, error_fields, outbox_events, register, unique_email
+from api.app import create_app
+from infrastructure.settings import Settings
+from tests.api.conftest import (
+    PASSWORD,
+    client_from,
+    error_fields,
+    outbox_events,
+    register,
+    unique_email,
+    unique_ip,
+)
 
 
 async def test_registering_returns_the_user_and_a_token_pair(client: httpx.AsyncClient) -> None:
@@ -176,3 +187,21 @@ async def test_a_nul_character_is_refused_naming_the_field_not_a_500(
     )
     assert response.status_code == 422
     assert response.json()["error"]["details"][0]["field"] == "name"
+
+
+async def test_registrations_are_limited_per_client_ip_with_retry_after(settings: Settings) -> None:
+    strict = settings.model_copy(update={"register_max_per_ip": 2})
+    app = create_app(strict)
+    async with LifespanManager(app), client_from(app, ip=unique_ip()) as client:
+        for _ in range(2):
+            await register(client, role="worker")
+        refused = await client.post(
+            "/api/auth/register",
+            json={"email": unique_email(), "password": PASSWORD, "name": "Cy", "role": "worker"},
+        )
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "RATE_LIMITED"
+        assert 0 < int(refused.headers["retry-after"]) <= strict.register_window_seconds
+
+        async with client_from(app, ip=unique_ip()) as elsewhere:
+            await register(elsewhere, role="worker")
