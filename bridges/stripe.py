@@ -244,20 +244,3 @@ def _failure(exc: stripe.StripeError, action: str) -> StripeFailure:
         "stripe %s failed: %s", action, exc.user_message or str(exc), extra={"retryable": retryable}
     )
     return StripeFailure(f"Stripe could not {action}", retryable=retryable, code=exc.code)
-
-
-_default: StripeGateway | None = None
-
-
-def install_default_gateway(gateway: StripeGateway | None) -> None:
-    """Make `gateway` the one callers without a request at hand use (set at API startup)."""
-    global _default
-    _default = gateway
-
-
-def default_gateway() -> StripeGateway:
-    if _default is None:
-        raise StripeFailure(
-            "no Stripe client in this process", retryable=True, code="not_configured"
-        )
-    return _default

@@ -17,8 +17,7 @@ from api.auth.schemas import AuthenticatedUser
 from api.errors import Conflict, Forbidden, NotFound
 from api.escrow import repository, settlement
 from api.escrow.schemas import EscrowOut, PayoutOut
-from api.payments.provider import provider_error
-from bridges.stripe import StripeFailure, StripeGateway, default_gateway
+from bridges.stripe import StripeGateway
 from infrastructure.database import unit_of_work
 
 # A client may release once the worker delivered, or after accepting the delivery through
@@ -86,7 +85,7 @@ async def refund_for_cancellation(
     *,
     project_id: uuid.UUID,
     actor_id: uuid.UUID,
-    stripe: StripeGateway | None = None,
+    stripe: StripeGateway,
 ) -> None:
     """Give a cancelled project's held money back to the client, in the canceller's transaction.
 
@@ -99,11 +98,7 @@ async def refund_for_cancellation(
     if escrow is None or escrow["status"] in ("unfunded", "refunded"):
         return
     require_status(escrow, "funded", action="refunded")
-    try:
-        gateway = stripe or default_gateway()
-    except StripeFailure as exc:
-        raise provider_error(exc) from exc
-    await settlement.refund_cancelled(conn, stripe=gateway, escrow=escrow, actor_id=actor_id)
+    await settlement.refund_cancelled(conn, stripe=stripe, escrow=escrow, actor_id=actor_id)
 
 
 def require_status(escrow: asyncpg.Record, expected: str, *, action: str) -> None:

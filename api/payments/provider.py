@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI, Request
 
 from api.errors import ServiceUnavailable, TulifoError
 from api.state import AppState
-from bridges.stripe import StripeFailure, StripeGateway, install_default_gateway
+from bridges.stripe import StripeFailure, StripeGateway
 
 
 class PaymentProviderError(TulifoError):
@@ -27,12 +27,9 @@ async def stripe_lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: AppState = app.state.tulifo
     gateway = StripeGateway.from_settings(state.settings)
     app.state.stripe_gateway = gateway
-    # Services called without a request (the project-cancel refund) find it here.
-    install_default_gateway(gateway)
     try:
         yield
     finally:
-        install_default_gateway(None)
         await gateway.aclose()
 
 

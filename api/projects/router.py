@@ -20,6 +20,7 @@ from api.envelope import Envelope, ok
 from api.errors import Invalid
 from api.money import MAX_AMOUNT_CENTS
 from api.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor
+from api.payments.provider import StripeDep
 from api.projects import service
 from api.projects.repository import ProjectFilters
 from api.projects.schemas import (
@@ -142,9 +143,9 @@ async def update_project(
 
 @router.put("/{project_id}/status")
 async def change_status(
-    project_id: uuid.UUID, body: StatusChange, user: CurrentUser, pool: PoolDep
+    project_id: uuid.UUID, body: StatusChange, user: CurrentUser, pool: PoolDep, stripe: StripeDep
 ) -> Envelope[ProjectOut]:
     moved = await service.change_status(
-        pool=pool, user=user, project_id=project_id, target=body.status
+        pool=pool, stripe=stripe, user=user, project_id=project_id, target=body.status
     )
     return ok(moved)

@@ -10,12 +10,13 @@ import asyncpg
 from api.auth.schemas import AuthenticatedUser
 from api.bids import repository as bids
 from api.bookings import repository as bookings
-from api.errors import Conflict, Forbidden, ServiceUnavailable, Unauthorized
+from api.errors import Conflict, Forbidden, Unauthorized
 from api.pagination import Cursor, split_page
 from api.projects import lifecycle, repository
 from api.projects.access import load_visible_project, party_of
 from api.projects.schemas import ProjectCreate, ProjectOut, ProjectPage, ProjectUpdate
 from bridges.outbox import append_event
+from bridges.stripe import StripeGateway
 from infrastructure.database import unit_of_work
 from streams.events import new_event
 from streams.projects import (
@@ -131,9 +132,17 @@ async def update_project(
 
 
 async def change_status(
-    *, pool: asyncpg.Pool, user: AuthenticatedUser, project_id: uuid.UUID, target: str
+    *,
+    pool: asyncpg.Pool,
+    stripe: StripeGateway,
+    user: AuthenticatedUser,
+    project_id: uuid.UUID,
+    target: str,
 ) -> ProjectOut:
-    """Make one move of the state machine (api/projects/lifecycle.py) for the caller's side."""
+    """Make one move of the state machine (api/projects/lifecycle.py) for the caller's side.
+
+    `stripe` refunds a funded hold when the move is a cancellation.
+    """
     async with unit_of_work(pool) as conn:
         project = await load_visible_project(
             conn, project_id=project_id, viewer=user, lock="update"
@@ -154,7 +163,9 @@ async def change_status(
             if current == "awarded" and target == "in_progress":
                 await _require_funded_escrow(conn, project_id)
             elif target == "cancelled":
-                rejected = await _cancel(conn, project_id=project_id, actor_id=user.id)
+                rejected = await _cancel(
+                    conn, stripe=stripe, project_id=project_id, actor_id=user.id
+                )
             event = ProjectStatusChanged(
                 project_id=project_id,
                 client_id=project["client_id"],
@@ -200,29 +211,22 @@ async def _delivery(conn: asyncpg.Connection, project: asyncpg.Record) -> Projec
 
 
 async def _cancel(
-    conn: asyncpg.Connection, *, project_id: uuid.UUID, actor_id: uuid.UUID
+    conn: asyncpg.Connection,
+    *,
+    stripe: StripeGateway,
+    project_id: uuid.UUID,
+    actor_id: uuid.UUID,
 ) -> list[uuid.UUID]:
     """Close the project's pending bids and give back funded escrow; the rejected bid ids."""
     rejected = await bids.reject_pending(conn, project_id=project_id)
     booking = await bookings.fetch_project_booking(conn, project_id=project_id, lock_hold=True)
     if booking is not None and booking["hold_status"] == "funded":
-        await _refund_for_cancellation(conn, project_id=project_id, actor_id=actor_id)
-    return rejected
-
-
-async def _refund_for_cancellation(
-    conn: asyncpg.Connection, *, project_id: uuid.UUID, actor_id: uuid.UUID
-) -> None:
-    # Imported here: escrow depends on projects, not the other way round, and the refund is
-    # the one thing cancellation needs from it. Its failure raises and rolls the cancel back.
-    try:
+        # Imported here: escrow depends on projects, not the other way round. A refund failure
+        # raises and rolls the cancellation back: a funded project is never cancelled unpaid.
         from api.escrow.service import refund_for_cancellation
-    except ImportError as exc:
-        # Never cancel a funded project without giving the money back.
-        raise ServiceUnavailable(
-            "refunds are unavailable, so a funded project cannot be cancelled right now"
-        ) from exc
-    await refund_for_cancellation(conn, project_id=project_id, actor_id=actor_id)
+
+        await refund_for_cancellation(conn, stripe=stripe, project_id=project_id, actor_id=actor_id)
+    return rejected
 
 
 async def _reread(conn: asyncpg.Connection, project_id: uuid.UUID) -> ProjectOut:

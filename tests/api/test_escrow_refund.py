@@ -75,7 +75,12 @@ async def test_the_refund_is_called_directly_and_is_a_no_op_on_an_unfunded_hold(
 ) -> None:
     gig = await book_gig(client)
     async with unit_of_work(app.state.tulifo.pool) as conn:
-        await refund_for_cancellation(conn, project_id=gig.project_id, actor_id=gig.client.id)
+        await refund_for_cancellation(
+            conn,
+            stripe=app.state.stripe_gateway,
+            project_id=gig.project_id,
+            actor_id=gig.client.id,
+        )
     assert (
         await db.fetchval("SELECT status FROM escrow_holds WHERE id = $1", gig.escrow_id)
         == "unfunded"
@@ -131,7 +136,12 @@ async def test_a_frozen_hold_is_not_refunded_by_a_cancellation(
 
     with pytest.raises(TulifoError) as raised:
         async with unit_of_work(app.state.tulifo.pool) as conn:
-            await refund_for_cancellation(conn, project_id=gig.project_id, actor_id=gig.client.id)
+            await refund_for_cancellation(
+                conn,
+                stripe=app.state.stripe_gateway,
+                project_id=gig.project_id,
+                actor_id=gig.client.id,
+            )
 
     assert (raised.value.status_code, raised.value.code) == (409, "ESCROW_FROZEN")
     assert (await _hold(db, gig.escrow_id))["status"] == "frozen"

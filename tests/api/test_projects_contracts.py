@@ -42,13 +42,13 @@ def test_every_gig_record_has_a_topic() -> None:
 
 
 def test_the_escrow_refund_hook_has_the_agreed_signature() -> None:
-    # Cancellation calls it as refund_for_cancellation(conn, project_id=..., actor_id=...).
+    # Cancellation calls it with the connection, then stripe, project_id, actor_id by keyword.
     from api.escrow.service import refund_for_cancellation
 
     assert inspect.iscoroutinefunction(refund_for_cancellation)
     signature = inspect.signature(refund_for_cancellation)
-    signature.bind(object(), project_id=uuid.uuid4(), actor_id=uuid.uuid4())
-    for name in ("project_id", "actor_id"):
+    signature.bind(object(), stripe=object(), project_id=uuid.uuid4(), actor_id=uuid.uuid4())
+    for name in ("stripe", "project_id", "actor_id"):
         assert signature.parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
 
 

@@ -271,7 +271,7 @@ def _record_refunds(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
 
     async def refund(
-        conn: asyncpg.Connection, *, project_id: uuid.UUID, actor_id: uuid.UUID
+        conn: asyncpg.Connection, *, project_id: uuid.UUID, actor_id: uuid.UUID, **_: Any
     ) -> None:
         project = await conn.fetchval("SELECT status FROM projects WHERE id = $1", project_id)
         hold = await conn.fetchval(
