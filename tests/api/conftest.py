@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from infrastructure.settings import Settings
@@ -29,6 +31,16 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 def client_from(app: FastAPI, *, ip: str) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, client=(ip, 40_000))
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+@asynccontextmanager
+async def api_of_its_own(settings: Settings) -> AsyncIterator[FastAPI]:
+    """A second API, on other settings, started and stopped inside the session's."""
+    from api.app import create_app
+
+    application = create_app(settings)
+    async with LifespanManager(application):
+        yield application
 
 
 def unique_ip() -> str:

@@ -7,12 +7,12 @@ import asyncio
 import asyncpg
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 
-from api.app import create_app
 from infrastructure.settings import Settings
 from tests.api.conftest import (
     PASSWORD,
+    api_of_its_own,
     client_from,
     error_fields,
     outbox_events,
@@ -189,10 +189,14 @@ async def test_a_nul_character_is_refused_naming_the_field_not_a_500(
     assert response.json()["error"]["details"][0]["field"] == "name"
 
 
-async def test_registrations_are_limited_per_client_ip_with_retry_after(settings: Settings) -> None:
+async def test_registrations_are_limited_per_client_ip_with_retry_after(
+    settings: Settings, app: FastAPI
+) -> None:
     strict = settings.model_copy(update={"register_max_per_ip": 2})
-    app = create_app(strict)
-    async with LifespanManager(app), client_from(app, ip=unique_ip()) as client:
+    async with (
+        api_of_its_own(strict) as limited,
+        client_from(limited, ip=unique_ip()) as client,
+    ):
         for _ in range(2):
             await register(client, role="worker")
         refused = await client.post(
@@ -203,5 +207,5 @@ async def test_registrations_are_limited_per_client_ip_with_retry_after(settings
         assert refused.json()["error"]["code"] == "RATE_LIMITED"
         assert 0 < int(refused.headers["retry-after"]) <= strict.register_window_seconds
 
-        async with client_from(app, ip=unique_ip()) as elsewhere:
+        async with client_from(limited, ip=unique_ip()) as elsewhere:
             await register(elsewhere, role="worker")
