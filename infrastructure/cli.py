@@ -75,11 +75,13 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
         if importlib.util.find_spec(BACKGROUND[name]) is None:
             raise CommandError(f"{BACKGROUND[name]} is missing; run with --without {name}")
     host, port = args.host or settings.api_host, args.port or settings.api_port
-    local_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+    local_host = _local_address(host)
     if port_open(local_host, port):
         raise CommandError(f"port {port} is already in use; choose another with --port")
+    base_url = f"http://{local_host}:{port}"
     with ShutdownSignals() as signals:
-        services = LocalServices(settings, state_dir=args.state_dir)
+        # An embedded Stripe (localstripe) sends its signed webhooks to this API.
+        services = LocalServices(settings, state_dir=args.state_dir, api_url=base_url)
         children = Children()
         try:
             services.start()
@@ -87,7 +89,6 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
             log.info("migrations: %s", ", ".join(applied) or "up to date")
             env = {**os.environ, **services.env}
             env.update(TULIFO_API_HOST=host, TULIFO_API_PORT=str(port))
-            base_url = f"http://{local_host}:{port}"
             env.setdefault("TULIFO_PUBLIC_URL", base_url)
             me = [sys.executable, "-m", "infrastructure.cli"]
             api = children.spawn("api", [*me, "api", "--host", host, "--port", str(port)], env)
@@ -108,6 +109,11 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
             signals.cleaning_up()
             children.stop()
             services.stop()
+
+
+def _local_address(host: str) -> str:
+    """Where this machine reaches a server listening on `host` (a wildcard means loopback)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
 
 
 def _wait_for_api(url: str, alive: Callable[[], bool]) -> None:
@@ -132,9 +138,14 @@ def _banner(base_url: str, services: LocalServices, processes: Sequence[ManagedP
         mail = f"saved as .eml files in {services.mail_dir}  (SMTP {smtp.url})"
     else:
         mail = f"sent to the configured server {smtp.url}"
+    stripe = services.status("stripe")
+    if stripe.mode is Mode.EMBEDDED:
+        payments = f"localstripe at {stripe.url}  (card pm_card_visa; README: Try a payment)"
+    else:
+        payments = f"Stripe {stripe.url}"
     procs = ", ".join(f"{p.name} (pid {p.popen.pid})" for p in processes)
     embedded = [s.name for s in services.statuses if s.mode is Mode.EMBEDDED]
-    volatile = [name for name in embedded if name in ("kafka", "mongodb", "redis")]
+    volatile = [name for name in embedded if name in ("kafka", "mongodb", "redis", "stripe")]
     note = f"  ({', '.join(volatile)}: in memory, gone when this stops)" if volatile else ""
     rule = "─" * 78
     lines = [
@@ -144,6 +155,7 @@ def _banner(base_url: str, services: LocalServices, processes: Sequence[ManagedP
         f"   API docs    {base_url}/docs",
         f"   readiness   {base_url}/health/ready",
         f"   mail        {mail}",
+        f"   payments    {payments}",
         f"   processes   {procs}",
         f"   embedded    {', '.join(embedded) or 'nothing'}{note}",
         "",
@@ -160,8 +172,10 @@ def _banner(base_url: str, services: LocalServices, processes: Sequence[ManagedP
 
 def _services(args: argparse.Namespace, settings: Settings) -> int:
     _logging(settings, "services")
+    # An embedded Stripe sends its webhooks where `tulifo api` will listen by these settings.
+    api_url = f"http://{_local_address(settings.api_host)}:{settings.api_port}"
     with ShutdownSignals() as signals:
-        services = LocalServices(settings, state_dir=args.state_dir)
+        services = LocalServices(settings, state_dir=args.state_dir, api_url=api_url)
         try:
             services.start()
             for key, value in services.env.items():

@@ -227,6 +227,14 @@ def probe_rabbitmq(url: str, timeout: float = PROBE_TIMEOUT_S) -> Probe:
     return Probe(True)
 
 
+def probe_stripe(api_base: str, timeout: float = PROBE_TIMEOUT_S) -> Probe:
+    """Only whether something listens: a request would need the key, and a configured Stripe
+    is used as it is whatever it answers."""
+    if any_port_open(api_base, 443 if api_base.startswith("https") else 80, timeout):
+        return Probe(True)
+    return Probe(False, "nothing listens there")
+
+
 def probe_elasticsearch(url: str, timeout: float = PROBE_TIMEOUT_S) -> Probe:
     try:
         response = httpx.get(url, timeout=timeout, trust_env=False)

@@ -7,8 +7,13 @@
 | Kafka         | use it                 | Tansu, in memory                                    |
 | MongoDB       | use it                 | SecantusDB, in memory                               |
 | SMTP          | use it                 | infrastructure.mailcatcher → <state>/mail/*.eml     |
+| Stripe        | use it (base or key)   | localstripe, in memory, webhooks sent to `api_url`  |
 | RabbitMQ      | use it                 | OFF: the bridge does not run (a WARNING says so)    |
 | Elasticsearch | use it (only if set)   | OFF: search is served by PostgreSQL full-text       |
+
+Stripe has no address to probe by default: with no `TULIFO_STRIPE_API_BASE` and the development
+placeholder key (which api.stripe.com would refuse) it is embedded; a real key means api.stripe.com,
+never called here; production never embeds.
 
 `LocalServices.env` holds the effective `TULIFO_*` variables for child processes. Everything
 started is stopped by `stop()`, by leaving the `with` block, and at interpreter exit (atexit);
@@ -51,15 +56,19 @@ from infrastructure.local.probes import (
     probe_rabbitmq,
     probe_redis,
     probe_smtp,
+    probe_stripe,
     redact,
 )
+from infrastructure.local.stripe import WEBHOOK_PATH, localstripe_argv, register_webhook
 from infrastructure.processes import ManagedProcess, free_port, wait_for_port
-from infrastructure.settings import Settings
+from infrastructure.settings import DEV_STRIPE_API_KEY, Settings
 
 log = logging.getLogger("tulifo.local")
 
 # Tansu is ready in milliseconds, SecantusDB and the mail catcher import Python first (~1-2 s).
 READY_DEADLINE_S = 30.0
+# Where a real Stripe key is used when no TULIFO_STRIPE_API_BASE says otherwise.
+STRIPE_API = "https://api.stripe.com"
 
 
 class Mode(enum.StrEnum):
@@ -91,13 +100,17 @@ class LocalServices:
         state_dir: Path,
         probe_timeout: float = PROBE_TIMEOUT_S,
         echo_mail: bool = True,
+        api_url: str | None = None,
     ) -> None:
+        """`api_url`: where the API listens (http://127.0.0.1:8000), for an embedded Stripe's
+        webhooks; None sends none."""
         self.settings = settings
         self.state_dir = state_dir.resolve()
         self.logs_dir = self.state_dir / "logs"
         self.mail_dir = self.state_dir / "mail"
         self.probe_timeout = probe_timeout
         self.echo_mail = echo_mail
+        self.api_url = api_url
         self.statuses: list[ServiceStatus] = []
         self.env: dict[str, str] = {}
         self._processes: list[ManagedProcess] = []
@@ -114,6 +127,7 @@ class LocalServices:
             self._kafka()
             self._mongo()
             self._smtp()
+            self._stripe()
             self._rabbitmq()
             self._search()
         except BaseException:
@@ -338,6 +352,35 @@ class LocalServices:
             wait_for_port("127.0.0.1", port, deadline_s=READY_DEADLINE_S, proc=proc)
         except (RuntimeError, TimeoutError) as exc:
             raise LocalServiceError(f"the mail catcher did not start: {exc}") from exc
+
+    def _stripe(self) -> None:
+        base = self.settings.stripe_api_base
+        key = self.settings.stripe_api_key.get_secret_value()
+        if base is not None:
+            # A Stripe the developer chose (one they run, a proxy): used as it is, never
+            # replaced, since its webhooks go wherever it was told to send them.
+            probe = probe_stripe(base, self.probe_timeout)
+            self._record("stripe", Mode.CONFIGURED, base, "", probe=probe, loud=not probe.answers)
+        elif key != DEV_STRIPE_API_KEY or self.settings.is_production:
+            # Not called here. Stripe sends webhooks to the endpoints set up in its dashboard
+            # (`stripe listen --forward-to ...` reaches an API on a laptop).
+            mode = "live" if key.startswith(("sk_live_", "rk_live_")) else "test"
+            detail = f"{mode}-mode key; webhooks from the endpoints set up at Stripe"
+            self._record("stripe", Mode.CONFIGURED, STRIPE_API, detail)
+        else:
+            port = free_port()
+            self._spawn("stripe (localstripe)", localstripe_argv(port), port)
+            base = f"http://127.0.0.1:{port}"
+            if self.api_url is None:
+                webhooks = "no webhooks (no API address given)"
+            else:
+                endpoint = self.api_url.rstrip("/") + WEBHOOK_PATH
+                secret = self.settings.stripe_webhook_secret.get_secret_value()
+                register_webhook(base, endpoint=endpoint, secret=secret)
+                webhooks = f"webhooks delivered to {endpoint}"
+            self._record("stripe", Mode.EMBEDDED, base, f"localstripe, in memory; {webhooks}")
+        # Empty reads as unset in the children (settings.py): api.stripe.com.
+        self.env["TULIFO_STRIPE_API_BASE"] = base or ""
 
     def _rabbitmq(self) -> None:
         configured = self.settings.rabbitmq_url

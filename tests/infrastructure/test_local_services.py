@@ -91,6 +91,7 @@ def test_uses_the_machines_postgres_redis_and_rabbitmq_when_they_answer(
             "kafka": Mode.EMBEDDED,
             "mongodb": Mode.EMBEDDED,
             "smtp": Mode.EMBEDDED,
+            "stripe": Mode.EMBEDDED,
             "rabbitmq": Mode.CONFIGURED,
             "search": Mode.OFF,
         }
@@ -112,7 +113,8 @@ def test_uses_the_machines_postgres_redis_and_rabbitmq_when_they_answer(
         assert mongo.admin.command("ping")["ok"] == 1
         mongo.close()
         pids = process_tree(services)
-        assert len(services.processes) == 3  # tansu, secantus, the mail catcher
+        # tansu, secantus, the mail catcher, localstripe
+        assert len(services.processes) == 4
     assert gone(pids) == []
     assert services.processes == []
 
