@@ -1,0 +1,236 @@
+"""`api-write`: PATCH /api/users/me/profile through a real uvicorn server at a fixed offered rate.
+
+The server is the production one (bench/api_server.py) in a process of its own. Users are
+registered first (not measured); then each request changes one user's bio, so every write
+commits a profile row and a `profile.updated` outbox event, as in production. Target
+(DESIGN.md §6): p99 < 50 ms at 300 req/s on non-password endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from bench.clients import ClientKind, Patch, patch_client
+from bench.cpu import CpuWindow
+from bench.environment import HOST, REDIS_URL, REGISTER_MAX_PER_IP, Environment
+from bench.load import LoadResult, open_loop
+from bench.report import Row, Target, row
+from infrastructure.processes import ManagedProcess, free_port
+
+TARGET_P99_MS = 50.0
+# The achieved rate may fall this short of the offered one (the last answers land after the
+# window closes) and still count as sustained.
+RATE_TOLERANCE = 0.97
+REQUEST_TIMEOUT_S = 5.0
+# Connections to the server, and requests past the client at once (more wait in a semaphore,
+# their latency still counted from when they were due). One uvicorn worker answers on one core;
+# 16 keep its database round trips overlapped (8 lost throughput at 400 req/s). More only feed
+# httpcore's pool bookkeeping, O(waiting x connections) per event: at 32 and 400 req/s the httpx
+# client's CPU per request doubled (1.3 -> 2.7 ms), starving the server it was measuring.
+CONNECTIONS = 16
+SERVER_READY_S = 60.0
+# Registration hashes a password; login is not measured here, so cost 4 keeps set-up short.
+SETUP_BCRYPT_ROUNDS = 4
+PASSWORD = "bench-password-0123"  # noqa: S105 - throwaway accounts in a throwaway database
+_REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Plan:
+    rate: float
+    duration_s: float
+    warmup_s: float
+    users: int
+    client: ClientKind = "httpx"
+
+
+@dataclass(frozen=True)
+class ApiWriteResult:
+    plan: Plan
+    load: LoadResult
+    cpu: CpuWindow
+    outbox_events: int
+    writes_sent_ok: int
+
+    def rows(self) -> list[Row]:
+        load, rate, cpu = self.load, self.plan.rate, self.cpu
+        server, client = cpu.cores(cpu.server_s), cpu.cores(cpu.client_s)
+        cores = f"cores used: server {server:.2f}, client ({self.plan.client}) {client:.2f}"
+        sustained = load.achieved_rate >= RATE_TOLERANCE * rate and load.error_count == 0
+        p99 = row(
+            "api-write p99",
+            load.latency_ms(99),
+            "ms",
+            target=Target("<", TARGET_P99_MS, f"< {TARGET_P99_MS:.0f} @ {rate:.0f} req/s"),
+            note=cores,
+        )
+        if not sustained:
+            p99 = dataclasses.replace(p99, verdict="misses", note=f"rate not sustained; {cores}")
+        busy = f"machine busy {cpu.cores(cpu.machine_s):.2f} of {os.cpu_count()} cores"
+        others = f"others: {cpu.busiest_others()}"
+        events_note = f"{self.outbox_events:,}/{self.writes_sent_ok:,} outbox events"
+        return [
+            row("api-write p50", load.latency_ms(50), "ms"),
+            row("api-write p95", load.latency_ms(95), "ms"),
+            p99,
+            row(
+                "api-write achieved rate",
+                load.achieved_rate,
+                "req/s",
+                target=Target(">=", RATE_TOLERANCE * rate, f"{rate:.0f} offered"),
+                note=f"{load.ok:,} ok in {load.elapsed_s:.1f} s; {busy}",
+            ),
+            row(
+                "api-write errors",
+                load.error_count,
+                "req",
+                target=Target("==", 0, "0"),
+                note=f"{events_note}; {others}",
+            ),
+        ]
+
+
+async def measure(env: Environment, plan: Plan) -> ApiWriteResult:
+    assert env.database_url is not None
+    async with api_server(env) as (base_url, server):
+        async with httpx.AsyncClient(base_url=base_url, timeout=REQUEST_TIMEOUT_S) as setup:
+            tokens = await register_users(setup, plan.users)
+        async with patch_client(
+            plan.client, base_url, connections=CONNECTIONS, timeout_s=REQUEST_TIMEOUT_S
+        ) as patch:
+            warm, load, cpu = await _load(patch, tokens, plan, server.popen.pid)
+    conn = await asyncpg.connect(env.database_url)
+    try:
+        events = await conn.fetchval(
+            "SELECT count(*) FROM outbox WHERE event_type = 'profile.updated'"
+        )
+    finally:
+        await conn.close()
+    return ApiWriteResult(plan, load, cpu, events, warm.ok + load.ok)
+
+
+async def _load(
+    patch: Patch, tokens: list[str], plan: Plan, server_pid: int
+) -> tuple[LoadResult, LoadResult, CpuWindow]:
+    """A warm-up (connections, caches), then the measured window."""
+    counter = itertools.count()
+    gate = asyncio.Semaphore(CONNECTIONS)
+
+    async def patch_profile(i: int) -> bool:
+        # A new bio each time: an unchanged profile would write no event.
+        body = {"bio": f"bench write {next(counter)}"}
+        headers = {"Authorization": f"Bearer {tokens[i % len(tokens)]}"}
+        async with gate:
+            return await patch("/api/users/me/profile", body, headers) == 200
+
+    drain = REQUEST_TIMEOUT_S + 1
+    warm = await open_loop(
+        patch_profile, rate=plan.rate, duration_s=plan.warmup_s, drain_timeout_s=drain
+    )
+    cpu = CpuWindow(server_pid)
+    cpu.start()
+    load = await open_loop(
+        patch_profile, rate=plan.rate, duration_s=plan.duration_s, drain_timeout_s=drain
+    )
+    cpu.stop()
+    return warm, load, cpu
+
+
+async def register_users(client: httpx.AsyncClient, count: int) -> list[str]:
+    """`count` workers, registered through the API; returns their access tokens."""
+    gate = asyncio.Semaphore(4)
+
+    async def one(i: int) -> str:
+        async with gate:
+            response = await client.post(
+                "/api/auth/register",
+                json={
+                    "email": f"bench-{i}-{uuid.uuid4().hex[:8]}@example.com",
+                    "password": PASSWORD,
+                    "name": f"Bench Worker {i}",
+                    "role": "worker",
+                },
+            )
+        if response.status_code != 201:
+            raise RuntimeError(f"registration failed: {response.status_code} {response.text}")
+        token: str = response.json()["data"]["accessToken"]
+        return token
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+@asynccontextmanager
+async def api_server(env: Environment) -> AsyncIterator[tuple[str, ManagedProcess]]:
+    """The API in a process of its own on a free port; yields its base URL and the process."""
+    port = free_port(HOST)
+    log_path = env.workdir / "api.log"
+    proc = ManagedProcess.spawn(
+        "api",
+        [sys.executable, "-m", "bench.api_server", str(port)],
+        env=server_env(env),
+        cwd=_REPO,
+        log_path=log_path,
+    )
+    base_url = f"http://{HOST}:{port}"
+    try:
+        await _wait_until_serving(base_url, proc)
+        yield base_url, proc
+    finally:
+        proc.stop()
+    # Uvicorn drains, then re-raises the SIGTERM it caught: -15 is its clean exit.
+    if proc.popen.returncode not in (0, -signal.SIGTERM, None):
+        raise RuntimeError(f"the API exited with {proc.popen.returncode}: {_tail(log_path)}")
+
+
+def server_env(env: Environment) -> dict[str, str]:
+    """The parent's environment without any TULIFO_* of a developer's, plus the bench's."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TULIFO_")}
+    assert env.database_url is not None
+    return base | {
+        "TULIFO_ENV": "test",
+        "TULIFO_DATABASE_URL": env.database_url,
+        "TULIFO_REDIS_URL": REDIS_URL,
+        # Not contacted by the endpoint measured; the clients connect lazily.
+        "TULIFO_KAFKA_BOOTSTRAP": env.kafka_bootstrap or f"{HOST}:1",
+        "TULIFO_MONGO_URL": f"mongodb://{HOST}:1",
+        "TULIFO_RABBITMQ_URL": "",
+        "TULIFO_REGISTER_MAX_PER_IP": str(REGISTER_MAX_PER_IP),
+        "TULIFO_BCRYPT_ROUNDS": str(SETUP_BCRYPT_ROUNDS),
+        # Production logging: one JSON access line per request (to the log file).
+        "TULIFO_LOG_LEVEL": "INFO",
+        "TULIFO_LOG_JSON": "true",
+    }
+
+
+async def _wait_until_serving(base_url: str, proc: ManagedProcess) -> None:
+    deadline = time.monotonic() + SERVER_READY_S
+    async with httpx.AsyncClient(base_url=base_url, timeout=1.0) as probe:
+        while time.monotonic() < deadline:
+            if not proc.alive:
+                raise RuntimeError(f"the API exited at start: {_tail(proc.log_path)}")
+            try:
+                await probe.get("/health")
+                return
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+    raise TimeoutError(f"the API did not answer within {SERVER_READY_S:.0f} s")
+
+
+def _tail(path: Path | None, lines: int = 20) -> str:
+    if path is None or not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

@@ -1,0 +1,79 @@
+"""What a bench run stands on: a database of its own on the machine's PostgreSQL (created,
+migrated, dropped) and a Tansu broker it starts and kills. Everything lives on 127.0.0.1."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from infrastructure.embedded import start_tansu
+from infrastructure.migrations import migrate
+from infrastructure.settings import Settings
+
+HOST = "127.0.0.1"
+PG_ADMIN_URL = f"postgresql://postgres@{HOST}:5432/postgres"
+# A Redis database of the bench's own (the tests use 13): registration counts per IP land here,
+# never in a developer's database 0, where they would throttle their own sign-ups for an hour.
+REDIS_URL = f"redis://{HOST}:6379/14"
+# The benchmark registers its users itself, from one address; the limit is not what it measures.
+REGISTER_MAX_PER_IP = 1_000_000
+
+
+@dataclass(frozen=True)
+class Environment:
+    run_id: str
+    workdir: Path
+    database_url: str | None
+    kafka_bootstrap: str | None
+
+    def settings(self) -> Settings:
+        """Settings for in-process clients (the relay); the API server gets `server_env()`."""
+        return Settings(
+            env="test",
+            database_url=self.database_url or "postgresql://unused",
+            kafka_bootstrap=self.kafka_bootstrap or f"{HOST}:1",
+            redis_url=REDIS_URL,
+            rabbitmq_url=None,
+            register_max_per_ip=REGISTER_MAX_PER_IP,
+            topic_prefix=f"bench{self.run_id}",
+            # Tansu refuses InitProducerId; "auto" would find that out with an ERROR line and
+            # then produce exactly like this.
+            kafka_idempotence="off",
+            log_json=False,
+        )
+
+
+@asynccontextmanager
+async def environment(*, workdir: Path, database: bool, kafka: bool) -> AsyncIterator[Environment]:
+    """Start what the selected benches need; tear it all down however the run ends."""
+    run_id = uuid.uuid4().hex[:8]
+    async with AsyncExitStack() as stack:
+        database_url = None
+        if database:
+            database_url = await stack.enter_async_context(_database(f"tulifo_bench_{run_id}"))
+        bootstrap = None
+        if kafka:
+            proc, bootstrap = start_tansu(log_path=workdir / "tansu.log")
+            # Killed, not stopped: Tansu keeps nothing, and a polite stop waits ~5 s for clients.
+            stack.callback(proc.kill)
+        yield Environment(run_id, workdir, database_url, bootstrap)
+
+
+@asynccontextmanager
+async def _database(name: str) -> AsyncIterator[str]:
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        try:
+            await migrate(url)
+            yield url
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
