@@ -9,10 +9,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
-
 from infrastructure.embedded import start_tansu
-from infrastructure.migrations import migrate
+from infrastructure.migrations import scratch_database
 from infrastructure.settings import Settings
 
 HOST = "127.0.0.1"
@@ -55,25 +53,12 @@ async def environment(*, workdir: Path, database: bool, kafka: bool) -> AsyncIte
     async with AsyncExitStack() as stack:
         database_url = None
         if database:
-            database_url = await stack.enter_async_context(_database(f"tulifo_bench_{run_id}"))
+            database_url = await stack.enter_async_context(
+                scratch_database(PG_ADMIN_URL, f"tulifo_bench_{run_id}")
+            )
         bootstrap = None
         if kafka:
             proc, bootstrap = start_tansu(log_path=workdir / "tansu.log")
             # Killed, not stopped: Tansu keeps nothing, and a polite stop waits ~5 s for clients.
             stack.callback(proc.kill)
         yield Environment(run_id, workdir, database_url, bootstrap)
-
-
-@asynccontextmanager
-async def _database(name: str) -> AsyncIterator[str]:
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-        try:
-            await migrate(url)
-            yield url
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()

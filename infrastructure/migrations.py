@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,3 +74,21 @@ async def migrate(dsn: str) -> list[str]:
             await conn.execute("SELECT pg_advisory_unlock($1)", _ADVISORY_LOCK_ID)
     finally:
         await conn.close()
+
+
+@asynccontextmanager
+async def scratch_database(admin_dsn: str, name: str) -> AsyncIterator[str]:
+    """A migrated database `name` beside `admin_dsn`'s, dropped (WITH FORCE) however the block
+    ends: what a test or a benchmark run writes, and the advisory locks it takes (they are per
+    database), stay its own. Yields the new database's DSN."""
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            dsn = admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+            await migrate(dsn)
+            yield dsn
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()

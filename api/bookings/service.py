@@ -12,7 +12,7 @@ from api.bookings import repository
 from api.bookings.schemas import BookingCreate, BookingOut, EscrowHoldOut
 from api.errors import Conflict, Forbidden, Invalid, NotFound
 from api.money import platform_fee
-from api.projects.access import load_visible_project
+from api.projects.access import load_visible_project, sees_the_deal
 from bridges.outbox import append_event
 from infrastructure.database import unit_of_work
 from streams.bookings import BookingCreated
@@ -104,7 +104,7 @@ async def get_booking(
         record = await repository.fetch_booking(conn, booking_id=booking_id)
     if record is None:
         raise NotFound(BOOKING_NOT_FOUND)
-    if user.role != "admin" and user.id not in (record["client_id"], record["worker_id"]):
+    if not sees_the_deal(record, user):
         # The same answer as for a booking that does not exist.
         raise NotFound(BOOKING_NOT_FOUND)
     return _out(record)

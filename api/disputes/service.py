@@ -26,6 +26,7 @@ from api.escrow import repository as escrow_repository
 from api.escrow import settlement
 from api.escrow.service import require_status
 from api.money import platform_fee
+from api.projects.access import sees_the_deal
 from bridges.outbox import append_event
 from bridges.stripe import StripeGateway
 from infrastructure.database import unit_of_work
@@ -101,7 +102,7 @@ async def get_dispute(
         record = await repository.fetch_dispute(conn, dispute_id=dispute_id)
     if record is None:
         raise NotFound("dispute not found")
-    if user.role != "admin" and user.id not in (record["client_id"], record["worker_id"]):
+    if not sees_the_deal(record, user):
         raise Forbidden("only the project's client and worker, and admins, may see a dispute")
     return dispute_out(record)
 

@@ -17,6 +17,7 @@ from api.auth.schemas import AuthenticatedUser
 from api.errors import Conflict, Forbidden, NotFound
 from api.escrow import repository, settlement
 from api.escrow.schemas import EscrowOut, PayoutOut
+from api.projects.access import sees_the_deal
 from bridges.stripe import StripeGateway
 from infrastructure.database import unit_of_work
 
@@ -33,7 +34,7 @@ async def get_escrow(
         record = await repository.fetch_escrow_view(conn, escrow_id=escrow_id)
     if record is None:
         raise NotFound("escrow hold not found")
-    if user.role != "admin" and user.id not in (record["client_id"], record["worker_id"]):
+    if not sees_the_deal(record, user):
         raise Forbidden("only the booking's client and worker may see its escrow")
     return escrow_out(record)
 

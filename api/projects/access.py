@@ -40,6 +40,12 @@ def party_of(project: asyncpg.Record, user: AuthenticatedUser) -> Party | None:
     return None
 
 
+def sees_the_deal(record: asyncpg.Record, user: AuthenticatedUser) -> bool:
+    """Whether `user` may see a record of a deal (booking, escrow hold, dispute): its client,
+    its worker and admins."""
+    return user.role == "admin" or user.id in (record["client_id"], record["worker_id"])
+
+
 async def load_visible_project(
     conn: asyncpg.Connection,
     *,
