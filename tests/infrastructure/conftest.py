@@ -78,6 +78,16 @@ def gone(pids: list[int]) -> list[int]:
     return alive
 
 
+def running(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """Those of `procs` still running as anything but a zombie (a reused pid does not count)."""
+    alive = []
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+    return alive
+
+
 def descendants(pid: int) -> list[int]:
     return [p.pid for p in psutil.Process(pid).children(recursive=True)]
 

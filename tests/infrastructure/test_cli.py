@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import asyncpg
@@ -22,10 +24,14 @@ from tests.infrastructure.conftest import (
     clean_env,
     descendants,
     gone,
+    running,
     tulifo_argv,
 )
 
 COMMANDS = ["dev", "services", "api", "worker", "relay", "migrate", "create-admin"]
+# Each child stops within a few seconds of its SIGTERM (uvicorn's graceful shutdown is capped at
+# 8 s); the deadline only bounds a failure.
+ORPHANS_DEADLINE_S = 30.0
 
 
 def closed(scheme: str = "") -> str:
@@ -204,3 +210,30 @@ def test_dev_stops_everything_with_an_error_when_one_of_its_processes_dies(
     assert tulifo.wait() == 1
     assert "relay exited" in tulifo.stderr_path.read_text()
     assert gone(tree) == []
+
+
+def test_dev_killed_outright_takes_every_process_it_started_with_it(
+    run_tulifo: StartTulifo, tmp_path: Path
+) -> None:
+    # Every stand-in embedded, PostgreSQL too: its backends are the launcher's grandchildren.
+    env = clean_env(**nothing_answers(), TULIFO_TOPIC_PREFIX=f"dev{free_port()}")
+    tulifo = run_tulifo(dev_args(free_port(), tmp_path), env)
+    tulifo.wait_for_line("Ctrl-C stops everything")
+    launcher = psutil.Process(tulifo.popen.pid)
+    tree = launcher.children(recursive=True)
+    commands = {proc.pid: " ".join(proc.cmdline()) for proc in tree}
+    try:
+        for role in ("api", "worker", "relay"):
+            assert any(f"infrastructure.cli {role}" in command for command in commands.values())
+        assert len(tree) > len(launcher.children())
+        # SIGKILL, as the OOM killer sends: no signal handler, `finally` or atexit hook runs.
+        launcher.kill()
+        assert tulifo.wait() == -signal.SIGKILL
+        end = time.monotonic() + ORPHANS_DEADLINE_S
+        while (left := running(tree)) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert [commands[proc.pid] for proc in left] == []
+    finally:
+        for proc in running(tree):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
