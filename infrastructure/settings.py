@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = 15 * 60
     refresh_token_ttl_seconds: int = 7 * 24 * 3600
     bcrypt_rounds: int = 12
+    # Hashes (logins, registrations) that may wait per bcrypt thread; past that they get 503
+    # with Retry-After at once. 8 is ~2 s of waiting at cost 12 (api/auth/passwords.py).
+    bcrypt_queue_per_thread: int = 8
     # Login throttling: attempts per window, per email and per client IP.
     login_max_per_email: int = 5
     login_max_per_ip: int = 20

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
-from api.auth import rate_limit, service
+from api.auth import passwords, rate_limit, service
 from api.auth.dependencies import CurrentUser
 from api.auth.schemas import (
     LoginRequest,
@@ -34,13 +34,16 @@ def _client_ip(request: Request) -> str:
 async def register(
     body: RegisterRequest, request: Request, pool: PoolDep, redis: RedisDep, settings: SettingsDep
 ) -> Envelope[SessionOut]:
-    await rate_limit.count_registration(
-        redis,
-        ip=_client_ip(request),
-        max_per_ip=settings.register_max_per_ip,
-        window_seconds=settings.register_window_seconds,
-    )
-    return ok(await service.register(pool=pool, settings=settings, body=body))
+    # As for login: a registration refused for want of a place in the bcrypt queue is not
+    # counted against the address. The slot is held through the insert too, a few ms more.
+    with passwords.hashing_slot(queue_per_thread=settings.bcrypt_queue_per_thread):
+        await rate_limit.count_registration(
+            redis,
+            ip=_client_ip(request),
+            max_per_ip=settings.register_max_per_ip,
+            window_seconds=settings.register_window_seconds,
+        )
+        return ok(await service.register(pool=pool, settings=settings, body=body))
 
 
 @router.post("/login")

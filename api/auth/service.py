@@ -100,14 +100,17 @@ async def login(
         max_per_ip=settings.login_max_per_ip,
         window_seconds=settings.login_window_seconds,
     )
-    # Counted before any bcrypt work, so a throttled caller costs us one Redis round trip.
-    await rate_limit.count_login_attempt(redis, email=body.email, ip=client_ip, limits=limits)
-    async with pool.acquire() as conn:
-        record = await repository.find_user_by_email(conn, email=body.email)
-    stored_hash = record["password_hash"] if record is not None else None
-    matched = await passwords.verify_password(
-        body.password, stored_hash, rounds=settings.bcrypt_rounds
-    )
+    # A place in the bcrypt queue first: a login refused for want of one (503) never had its
+    # password checked, so it must not count against the email or the address.
+    with passwords.hashing_slot(queue_per_thread=settings.bcrypt_queue_per_thread):
+        # Counted before any bcrypt work, so a throttled caller costs us one Redis round trip.
+        await rate_limit.count_login_attempt(redis, email=body.email, ip=client_ip, limits=limits)
+        async with pool.acquire() as conn:
+            record = await repository.find_user_by_email(conn, email=body.email)
+        stored_hash = record["password_hash"] if record is not None else None
+        matched = await passwords.verify_password(
+            body.password, stored_hash, rounds=settings.bcrypt_rounds
+        )
     if record is None or not matched:
         raise Unauthorized(BAD_CREDENTIALS)
     if not record["is_active"]:

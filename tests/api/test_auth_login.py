@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import AsyncExitStack
+
 import asyncpg
 import bcrypt
 import httpx
@@ -9,10 +12,13 @@ import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
+from api.auth import passwords
 from api.auth.rate_limit import LoginLimits, count_login_attempt
 from api.errors import ServiceUnavailable
 from infrastructure.settings import Settings
+from tests.api.bcrypt_support import stalled_bcrypt_checks
 from tests.api.conftest import (
+    api_of_its_own,
     client_from,
     error_fields,
     login,
@@ -156,3 +162,38 @@ async def test_without_redis_sign_in_fails_closed() -> None:
             await count_login_attempt(unreachable, email="a@b.io", ip="10.0.0.1", limits=limits)
     finally:
         await unreachable.aclose()
+
+
+async def test_a_login_past_the_bcrypt_queue_gets_503_and_uses_none_of_the_accounts_attempts(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_waiting = settings.model_copy(update={"bcrypt_queue_per_thread": 0})
+    async with api_of_its_own(no_waiting) as app, client_from(app, ip=unique_ip()) as client:
+        account = await register(client)
+        holders = [await register(client) for _ in range(passwords.WORKERS)]
+        async with AsyncExitStack() as others:
+            with stalled_bcrypt_checks(monkeypatch) as stalled:
+                # Every bcrypt thread busy with someone else's login, each from its own address.
+                in_flight = []
+                for holder in holders:
+                    elsewhere = await others.enter_async_context(client_from(app, ip=unique_ip()))
+                    in_flight.append(
+                        asyncio.create_task(login(elsewhere, holder.email, holder.password))
+                    )
+                await stalled.wait_until_running(passwords.WORKERS)
+
+                refused = [
+                    await login(client, account.email, account.password)
+                    for _ in range(settings.login_max_per_email + 1)
+                ]
+
+                stalled.release.set()
+                answered = await asyncio.gather(*in_flight)
+
+        assert [r.status_code for r in refused] == [503] * len(refused)
+        error = refused[0].json()["error"]
+        assert error["code"] == "SERVICE_UNAVAILABLE"
+        assert error["details"]["retryAfter"] == int(refused[0].headers["Retry-After"]) >= 1
+        assert [r.status_code for r in answered] == [200] * len(holders)
+        # More refusals than the per-email limit, yet the account signs in: none was counted.
+        assert (await login(client, account.email, account.password)).status_code == 200

@@ -1,13 +1,18 @@
-"""bcrypt: the cost, the thread it runs on, and the 72-byte edge."""
+"""bcrypt: the cost, the thread it runs on and its priority, the bounded queue, and the
+72-byte edge."""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
+from contextlib import ExitStack
 
 import bcrypt
 import pytest
 
 from api.auth import passwords
+from api.errors import ServiceUnavailable
 from infrastructure.settings import Settings
 
 
@@ -23,6 +28,45 @@ async def test_hashing_runs_off_the_event_loop_thread(monkeypatch: pytest.Monkey
     await passwords.hash_password("a fine password", rounds=4)
     assert threads
     assert threading.get_ident() not in threads
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread scheduling classes are Linux's")
+async def test_hashing_threads_yield_the_cpu_while_the_event_loop_keeps_its_class(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    policies: list[int] = []
+    real = bcrypt.hashpw
+
+    def recording(password: bytes, salt: bytes) -> bytes:
+        policies.append(os.sched_getscheduler(threading.get_native_id()))
+        return real(password, salt)
+
+    monkeypatch.setattr(bcrypt, "hashpw", recording)
+    loop_policy = os.sched_getscheduler(0)
+
+    await passwords.hash_password("a fine password", rounds=4)
+
+    assert policies == [os.SCHED_IDLE]
+    assert os.sched_getscheduler(0) == loop_policy != os.SCHED_IDLE
+
+
+def test_the_queue_refuses_past_its_bound_with_retry_after_and_frees_its_places() -> None:
+    with ExitStack() as held:
+        # One running and one waiting per thread.
+        for _ in range(2 * passwords.WORKERS):
+            held.enter_context(passwords.hashing_slot(queue_per_thread=1))
+        with (
+            pytest.raises(ServiceUnavailable) as refused,
+            passwords.hashing_slot(queue_per_thread=1),
+        ):
+            pass
+    assert refused.value.status_code == 503
+    retry_after = int(refused.value.headers["Retry-After"])
+    assert retry_after >= 1
+    assert refused.value.details == {"retryAfter": retry_after}
+    # Every place was given back: even a queue of none admits a hash again.
+    with passwords.hashing_slot(queue_per_thread=0):
+        pass
 
 
 async def test_the_default_cost_is_12_and_the_hash_says_so() -> None:

@@ -9,12 +9,15 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from api.auth import passwords
 from infrastructure.settings import Settings
+from tests.api.bcrypt_support import stalled_bcrypt_checks
 from tests.api.conftest import (
     PASSWORD,
     api_of_its_own,
     client_from,
     error_fields,
+    login,
     outbox_events,
     register,
     unique_email,
@@ -209,3 +212,31 @@ async def test_registrations_are_limited_per_client_ip_with_retry_after(
 
         async with client_from(limited, ip=unique_ip()) as elsewhere:
             await register(elsewhere, role="worker")
+
+
+async def test_a_registration_past_the_bcrypt_queue_gets_503_and_is_not_counted(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Room for the accounts that hold the bcrypt threads, and one more registration.
+    strict = settings.model_copy(
+        update={"bcrypt_queue_per_thread": 0, "register_max_per_ip": passwords.WORKERS + 1}
+    )
+    body = {"email": unique_email(), "password": PASSWORD, "name": "Cy", "role": "worker"}
+    async with api_of_its_own(strict) as app, client_from(app, ip=unique_ip()) as client:
+        holders = [await register(client) for _ in range(passwords.WORKERS)]
+        with stalled_bcrypt_checks(monkeypatch) as stalled:
+            in_flight = [
+                asyncio.create_task(login(client, holder.email, holder.password))
+                for holder in holders
+            ]
+            await stalled.wait_until_running(passwords.WORKERS)
+
+            refused = await client.post("/api/auth/register", json=body)
+
+            stalled.release.set()
+            await asyncio.gather(*in_flight)
+
+        assert refused.status_code == 503
+        assert int(refused.headers["Retry-After"]) >= 1
+        # The last registration the address has left: the refused one did not use it up.
+        assert (await client.post("/api/auth/register", json=body)).status_code == 201
