@@ -19,9 +19,12 @@ from typing import Any
 from bench import api_write, kafka_ceiling, relay
 from bench.clients import CLIENT_KINDS
 from bench.environment import environment
+from bench.load import LoadResult
 from bench.report import Row, render_table, write_json
 
-BENCHES = ("kafka-ceiling", "relay", "api-write")
+BENCHES = ("kafka-ceiling", "relay", "api-write", "api-write-storm")
+# Both API benches run against one server process, the storm window after the calm one.
+API_BENCHES = {"api-write", "api-write-storm"}
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,9 @@ QUICK = Sizes(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller counts, 3 s of API load")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller counts, 3 s of API load per window"
+    )
     parser.add_argument(
         "--only",
         action="append",
@@ -66,7 +71,7 @@ async def run(selected: list[str], sizes: Sizes, workdir: Path) -> tuple[list[Ro
     rows: list[Row] = []
     details: dict[str, Any] = {}
     needs_kafka = bool({"kafka-ceiling", "relay"} & set(selected))
-    needs_database = bool({"relay", "api-write"} & set(selected))
+    needs_database = bool(({"relay"} | API_BENCHES) & set(selected))
     async with environment(workdir=workdir, database=needs_database, kafka=needs_kafka) as env:
         settings = env.settings()
         produce_ceiling = None
@@ -81,23 +86,51 @@ async def run(selected: list[str], sizes: Sizes, workdir: Path) -> tuple[list[Ro
             relayed = await relay.measure(settings, events=sizes.relay_events)
             rows += relayed.rows(produce_ceiling)
             details["relay"] = dataclasses.asdict(relayed)
-        if "api-write" in selected:
+        calm, storm = "api-write" in selected, "api-write-storm" in selected
+        if calm or storm:
             plan = sizes.api
+            during = f", then during {plan.storm.login_rate:.0f} logins/s" if storm else ""
             _say(
-                f"api-write: {plan.rate:.0f} req/s for {plan.duration_s:.0f} s with {plan.client},",
+                f"api-write: {plan.rate:.0f} req/s for {plan.duration_s:.0f} s{during}"
+                f" with {plan.client},",
                 plan.users,
                 "users",
             )
-            written = await api_write.measure(env, plan)
+            written = await api_write.measure(env, plan, calm=calm, storm=storm)
             rows += written.rows()
-            details["api-write"] = _api_details(written)
+            for name, window in (("api-write", written.calm), ("api-write-storm", written.stormy)):
+                if window is not None:
+                    details[name] = _api_details(written, window)
     return rows, details
 
 
-def _api_details(result: api_write.ApiWriteResult) -> dict[str, Any]:
-    load = result.load
-    return {
+def _api_details(result: api_write.ApiWriteResult, window: api_write.WriteWindow) -> dict[str, Any]:
+    cpu = window.cpu
+    details = {
         "plan": dataclasses.asdict(result.plan),
+        **_load_details(window.load),
+        "cpu_s": {
+            "server": cpu.server_s,
+            "server_event_loop": cpu.server_loop_s,
+            "client": cpu.client_s,
+            "machine": cpu.machine_s,
+            "wall": cpu.wall_s,
+            "others": cpu.others_s,
+        },
+        "outbox_events": result.outbox_events,
+        "writes_ok_incl_warmup": result.writes_sent_ok,
+    }
+    if window.storm is not None:
+        details["logins"] = {
+            "addresses": window.storm.addresses,
+            "statuses": dict(window.storm.statuses),
+            **_load_details(window.storm.load),
+        }
+    return details
+
+
+def _load_details(load: LoadResult) -> dict[str, Any]:
+    return {
         "scheduled": load.scheduled,
         "ok": load.ok,
         "errors": dict(load.errors),
@@ -105,15 +138,6 @@ def _api_details(result: api_write.ApiWriteResult) -> dict[str, Any]:
         "latency_ms": {f"p{p}": load.latency_ms(p) for p in (50, 90, 95, 99, 99.9, 100)},
         "worst_latency_ms_by_second": load.worst_by_second_ms(),
         "send_lag_ms": {f"p{p}": load.send_lag_ms(p) for p in (50, 99, 100)},
-        "cpu_s": {
-            "server": result.cpu.server_s,
-            "client": result.cpu.client_s,
-            "machine": result.cpu.machine_s,
-            "wall": result.cpu.wall_s,
-            "others": result.cpu.others_s,
-        },
-        "outbox_events": result.outbox_events,
-        "writes_ok_incl_warmup": result.writes_sent_ok,
     }
 
 

@@ -1,9 +1,12 @@
-"""`api-write`: PATCH /api/users/me/profile through a real uvicorn server at a fixed offered rate.
+"""`api-write` and `api-write-storm`: PATCH /api/users/me/profile through a real uvicorn server
+at a fixed offered rate, alone and then during a login storm.
 
 The server is the production one (bench/api_server.py) in a process of its own. Users are
 registered first (not measured); then each request changes one user's bio, so every write
 commits a profile row and a `profile.updated` outbox event, as in production. Target
-(DESIGN.md §6): p99 < 50 ms at 300 req/s on non-password endpoints.
+(DESIGN.md §6): p99 < 50 ms at 300 req/s on non-password endpoints, unchanged during a login
+storm. The storm window runs the same write load against the same server process while
+bench/login_storm.py signs accounts in at a stated rate, each a bcrypt check at cost 12.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +28,12 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from bench import login_storm
 from bench.clients import ClientKind, Patch, patch_client
 from bench.cpu import CpuWindow
 from bench.environment import HOST, REDIS_URL, REGISTER_MAX_PER_IP, Environment
 from bench.load import LoadResult, open_loop
+from bench.login_storm import LoginStorm, StormPlan
 from bench.report import Row, Target, row
 from infrastructure.processes import ManagedProcess, free_port
 
@@ -43,10 +49,14 @@ REQUEST_TIMEOUT_S = 5.0
 # client's CPU per request doubled (1.3 -> 2.7 ms), starving the server it was measuring.
 CONNECTIONS = 16
 SERVER_READY_S = 60.0
-# Registration hashes a password; login is not measured here, so cost 4 keeps set-up short.
+# Registration hashes a password; the write load never checks one, so cost 4 keeps set-up short.
+# The storm's accounts are hashed at the production cost (bench/login_storm.py).
 SETUP_BCRYPT_ROUNDS = 4
 PASSWORD = "bench-password-0123"  # noqa: S105 - throwaway accounts in a throwaway database
 _REPO = Path(__file__).resolve().parent.parent
+
+# (request number) -> success
+Send = Callable[[int], Awaitable[bool]]
 
 
 @dataclass(frozen=True)
@@ -55,47 +65,73 @@ class Plan:
     duration_s: float
     warmup_s: float
     users: int
-    client: ClientKind = "httpx"
+    client: ClientKind = "aiohttp"
+    storm: StormPlan = dataclasses.field(default_factory=StormPlan)
+
+
+@dataclass(frozen=True)
+class WriteWindow:
+    """One measured window of writes, where the CPU went in it, and the storm beside it."""
+
+    load: LoadResult
+    cpu: CpuWindow
+    storm: LoginStorm | None = None
 
 
 @dataclass(frozen=True)
 class ApiWriteResult:
     plan: Plan
-    load: LoadResult
-    cpu: CpuWindow
+    calm: WriteWindow | None
+    stormy: WriteWindow | None
     outbox_events: int
     writes_sent_ok: int
 
     def rows(self) -> list[Row]:
-        load, rate, cpu = self.load, self.plan.rate, self.cpu
+        rows: list[Row] = []
+        events_note = f"{self.outbox_events:,}/{self.writes_sent_ok:,} outbox events"
+        if self.calm is not None:
+            rows += self._write_rows("api-write", self.calm, events_note)
+        if self.stormy is not None:
+            rows += self._write_rows("api-write-storm", self.stormy, events_note)
+            assert self.stormy.storm is not None
+            rows += _login_rows("api-write-storm", self.stormy.storm)
+        return rows
+
+    def _write_rows(self, name: str, window: WriteWindow, events_note: str) -> list[Row]:
+        load, rate, cpu = window.load, self.plan.rate, window.cpu
         server, client = cpu.cores(cpu.server_s), cpu.cores(cpu.client_s)
-        cores = f"cores used: server {server:.2f}, client ({self.plan.client}) {client:.2f}"
+        server_text = f"server {server:.2f}"
+        target_text = f"< {TARGET_P99_MS:.0f} @ {rate:.0f} req/s"
+        if window.storm is not None:
+            loop = cpu.cores(cpu.server_loop_s)
+            server_text += f" (event loop {loop:.2f}, other threads {server - loop:.2f})"
+            target_text += f" + {window.storm.plan.login_rate:.0f} logins/s"
+        cores = f"cores used: {server_text}, client ({self.plan.client}) {client:.2f}"
         sustained = load.achieved_rate >= RATE_TOLERANCE * rate and load.error_count == 0
         p99 = row(
-            "api-write p99",
+            f"{name} p99",
             load.latency_ms(99),
             "ms",
-            target=Target("<", TARGET_P99_MS, f"< {TARGET_P99_MS:.0f} @ {rate:.0f} req/s"),
+            target=Target("<", TARGET_P99_MS, target_text),
             note=cores,
         )
         if not sustained:
             p99 = dataclasses.replace(p99, verdict="misses", note=f"rate not sustained; {cores}")
         busy = f"machine busy {cpu.cores(cpu.machine_s):.2f} of {os.cpu_count()} cores"
         others = f"others: {cpu.busiest_others()}"
-        events_note = f"{self.outbox_events:,}/{self.writes_sent_ok:,} outbox events"
         return [
-            row("api-write p50", load.latency_ms(50), "ms"),
-            row("api-write p95", load.latency_ms(95), "ms"),
+            row(f"{name} p50", load.latency_ms(50), "ms"),
+            row(f"{name} p95", load.latency_ms(95), "ms"),
             p99,
             row(
-                "api-write achieved rate",
+                f"{name} achieved rate",
                 load.achieved_rate,
                 "req/s",
                 target=Target(">=", RATE_TOLERANCE * rate, f"{rate:.0f} offered"),
                 note=f"{load.ok:,} ok in {load.elapsed_s:.1f} s; {busy}",
             ),
             row(
-                "api-write errors",
+                f"{name} errors",
                 load.error_count,
                 "req",
                 target=Target("==", 0, "0"),
@@ -104,15 +140,46 @@ class ApiWriteResult:
         ]
 
 
-async def measure(env: Environment, plan: Plan) -> ApiWriteResult:
+def _login_rows(name: str, storm: LoginStorm) -> list[Row]:
+    """The logins' own figures: no §6 target (a storm is more than bcrypt can check), but how
+    many got in, how long they took, and what the others were told."""
+    load = storm.load
+    offered = f"{load.scheduled:,} offered at {storm.plan.login_rate:.0f}/s"
+    return [
+        row(f"{name} login p50", load.latency_ms(50), "ms", note="of the logins answered 200"),
+        row(f"{name} login p99", load.latency_ms(99), "ms"),
+        row(
+            f"{name} logins ok",
+            load.ok,
+            "logins",
+            note=f"{offered} from {storm.addresses} addresses; {storm.split()}",
+        ),
+    ]
+
+
+async def measure(
+    env: Environment, plan: Plan, *, calm: bool = True, storm: bool = True
+) -> ApiWriteResult:
+    """The calm window, then the storm window, each as selected, against one server."""
     assert env.database_url is not None
+    storm_logins = int(plan.storm.login_rate * (plan.warmup_s + plan.duration_s)) if storm else 0
     async with api_server(env) as (base_url, server):
         async with httpx.AsyncClient(base_url=base_url, timeout=REQUEST_TIMEOUT_S) as setup:
             tokens = await register_users(setup, plan.users)
+        emails = await login_storm.create_accounts(env.database_url, storm_logins) if storm else []
         async with patch_client(
             plan.client, base_url, connections=CONNECTIONS, timeout_s=REQUEST_TIMEOUT_S
         ) as patch:
-            warm, load, cpu = await _load(patch, tokens, plan, server.popen.pid)
+            write = _profile_writer(patch, tokens)
+            pid = server.popen.pid
+            calm_window = stormy_window = None
+            sent_ok = 0
+            if calm:
+                warm, calm_window = await _writes(write, plan, pid)
+                sent_ok += warm.ok + calm_window.load.ok
+            if storm:
+                warm, stormy_window = await _writes_during_storm(write, plan, pid, base_url, emails)
+                sent_ok += warm.ok + stormy_window.load.ok
     conn = await asyncpg.connect(env.database_url)
     try:
         events = await conn.fetchval(
@@ -120,13 +187,10 @@ async def measure(env: Environment, plan: Plan) -> ApiWriteResult:
         )
     finally:
         await conn.close()
-    return ApiWriteResult(plan, load, cpu, events, warm.ok + load.ok)
+    return ApiWriteResult(plan, calm_window, stormy_window, events, sent_ok)
 
 
-async def _load(
-    patch: Patch, tokens: list[str], plan: Plan, server_pid: int
-) -> tuple[LoadResult, LoadResult, CpuWindow]:
-    """A warm-up (connections, caches), then the measured window."""
+def _profile_writer(patch: Patch, tokens: list[str]) -> Send:
     counter = itertools.count()
     gate = asyncio.Semaphore(CONNECTIONS)
 
@@ -137,17 +201,49 @@ async def _load(
         async with gate:
             return await patch("/api/users/me/profile", body, headers) == 200
 
+    return patch_profile
+
+
+async def _writes(write: Send, plan: Plan, server_pid: int) -> tuple[LoadResult, WriteWindow]:
+    """A warm-up (connections, caches), then the measured window."""
     drain = REQUEST_TIMEOUT_S + 1
-    warm = await open_loop(
-        patch_profile, rate=plan.rate, duration_s=plan.warmup_s, drain_timeout_s=drain
-    )
+    warm = await open_loop(write, rate=plan.rate, duration_s=plan.warmup_s, drain_timeout_s=drain)
     cpu = CpuWindow(server_pid)
     cpu.start()
-    load = await open_loop(
-        patch_profile, rate=plan.rate, duration_s=plan.duration_s, drain_timeout_s=drain
-    )
+    load = await open_loop(write, rate=plan.rate, duration_s=plan.duration_s, drain_timeout_s=drain)
     cpu.stop()
-    return warm, load, cpu
+    return warm, WriteWindow(load, cpu)
+
+
+async def _writes_during_storm(
+    write: Send, plan: Plan, server_pid: int, base_url: str, emails: list[str]
+) -> tuple[LoadResult, WriteWindow]:
+    """The same warm-up and window, with logins offered from the start of the warm-up to the
+    end of the window: whatever queue the storm builds is there when the writes are counted."""
+    statuses: Counter[str] = Counter()
+    addresses = login_storm.client_addresses(login_storm.addresses_for(len(emails)))
+    async with login_storm.login_client(
+        base_url, addresses, timeout_s=REQUEST_TIMEOUT_S, statuses=statuses
+    ) as login:
+
+        async def sign_in(i: int) -> bool:
+            return await login(i, emails[i % len(emails)]) == 200
+
+        logins = asyncio.create_task(
+            open_loop(
+                sign_in,
+                rate=plan.storm.login_rate,
+                duration_s=plan.warmup_s + plan.duration_s,
+                drain_timeout_s=REQUEST_TIMEOUT_S + 1,
+            )
+        )
+        try:
+            warm, window = await _writes(write, plan, server_pid)
+            login_load = await logins
+        finally:
+            logins.cancel()
+    storm = LoginStorm(plan.storm, len(addresses), login_load, statuses)
+    return warm, dataclasses.replace(window, storm=storm)
 
 
 async def register_users(client: httpx.AsyncClient, count: int) -> list[str]:

@@ -19,6 +19,13 @@ def process_cpu_s(pid: int) -> float:
     return _stat(Path(f"/proc/{pid}/stat"))[1]
 
 
+def main_thread_cpu_s(pid: int) -> float:
+    """CPU seconds of a process's first thread: the event loop's, in the API server (bcrypt
+    hashes on other threads, so the two together say whether a login storm took the loop's
+    core or a core of its own)."""
+    return _stat(Path(f"/proc/{pid}/task/{pid}/stat"))[1]
+
+
 def all_processes_cpu_s() -> dict[int, tuple[str, float]]:
     """pid -> (command name, CPU seconds) of every process that can be read."""
     found = {}
@@ -53,6 +60,8 @@ class CpuWindow:
 
     server_pid: int
     server_s: float = 0.0
+    # The part of server_s spent on the server's event-loop thread.
+    server_loop_s: float = 0.0
     client_s: float = 0.0
     machine_s: float = 0.0
     wall_s: float = 0.0
@@ -60,6 +69,7 @@ class CpuWindow:
 
     def start(self) -> None:
         self._processes = all_processes_cpu_s()
+        self._loop_mark = main_thread_cpu_s(self.server_pid)
         self._marks = (
             process_cpu_s(self.server_pid),
             time.process_time(),
@@ -70,6 +80,7 @@ class CpuWindow:
     def stop(self) -> None:
         server, client, machine, wall = self._marks
         self.server_s = process_cpu_s(self.server_pid) - server
+        self.server_loop_s = main_thread_cpu_s(self.server_pid) - self._loop_mark
         self.client_s = time.process_time() - client
         self.machine_s = machine_busy_s() - machine
         self.wall_s = time.monotonic() - wall
