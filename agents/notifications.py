@@ -156,9 +156,9 @@ def register(app: faust.App, deps: AgentDeps) -> None:
     subscribe(
         app,
         deps,
-        event_type="user.registered",
+        stream="users",
         name="notifications.welcome",
-        handler=on_user_registered,
+        handlers={"user.registered": on_user_registered},
     )
 
     async def notification_indexes() -> None:

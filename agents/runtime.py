@@ -2,8 +2,10 @@
 dead-letter what never will, and only then ack.
 
 Policy (DESIGN.md §4, "at-least-once, effects exactly once"):
-- A message that is not an `Event` envelope, or carries another type than its topic, is poison:
-  it goes to the dead-letter topic with the reason and where it came from, and the partition moves.
+- An agent reads one stream's topic (streams/topics.py) and handles the types it names; the
+  stream's other types are acked untouched. A message that is not an `Event` envelope, or
+  carries a type its stream does not, is poison: it goes to the dead-letter topic with the
+  reason and where it came from, and the partition moves.
 - A failing dependency (MongoDB, SMTP, a `RetryLater`) is retried in place with capped exponential
   backoff, `agent_retry_attempts` times (~35 s of waiting by default). The partition waits, which
   keeps its order and is what we want while a dependency is down: every event would fail anyway.
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -33,7 +35,9 @@ from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
 from bridges.email import EmailUnavailable, Mailer, SmtpMailer
 from infrastructure.mongo import MongoDatabase, create_mongo_client, mongo_database
 from infrastructure.settings import Settings
-from streams.events import Event, dead_letter_topic, topic_name
+from streams.events import Event
+from streams.events import PoisonEvent as PoisonEvent  # re-exported: agents raise it
+from streams.topics import STREAMS, dead_letter_topic, stream_topic
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +51,6 @@ FIRST_RETRY_DELAY_S = 0.5
 AGENT_EVENTS = Counter(
     "tulifo_agent_events_total", "Events an agent finished with", ["agent", "outcome"]
 )
-
-
-class PoisonEvent(Exception):
-    """This event cannot be processed (now or ever): dead-letter it with this reason."""
 
 
 class RetryLater(Exception):
@@ -137,7 +137,7 @@ async def with_retries(
             attempt += 1
 
 
-def decode_event(raw: bytes | None, *, expected_type: str) -> Event:
+def decode_event(raw: bytes | None, *, stream: str) -> Event:
     """The envelope in `raw`, or `PoisonEvent` saying why there is none."""
     if raw is None:
         raise PoisonEvent("empty message (no value)")
@@ -149,19 +149,33 @@ def decode_event(raw: bytes | None, *, expected_type: str) -> Event:
             for error in exc.errors()
         )
         raise PoisonEvent(f"not an event envelope: {problems}") from exc
-    if event.type != expected_type:
-        raise PoisonEvent(f"event type {event.type!r} on the topic of {expected_type!r}")
+    if event.type not in STREAMS[stream]:
+        raise PoisonEvent(f"event type {event.type!r} on the {stream!r} stream")
     return event
 
 
+def header_value(
+    headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None, name: str
+) -> str | None:
+    """One header of a Kafka message, decoded; None when absent."""
+    items = headers.items() if isinstance(headers, Mapping) else headers or ()
+    for key, value in items:
+        if key == name:
+            return bytes(value).decode(errors="replace")
+    return None
+
+
 async def handle_message(
-    raw: bytes | None, *, expected_type: str, handler: Handler
+    raw: bytes | None, *, stream: str, handlers: Mapping[str, Handler]
 ) -> tuple[Event | None, str | None]:
-    """Decode and handle one message; returns the event (if any) and why to dead-letter it."""
+    """Decode one message and run its type's handler (if any); returns the event (if any) and
+    why to dead-letter it."""
     event: Event | None = None
     try:
-        event = decode_event(raw, expected_type=expected_type)
-        await handler(event)
+        event = decode_event(raw, stream=stream)
+        handler = handlers.get(event.type)
+        if handler is not None:
+            await handler(event)
     except PoisonEvent as exc:
         return event, str(exc)
     except Exception as exc:
@@ -239,25 +253,38 @@ class DeadLetters:
 
 
 def subscribe(
-    app: faust.App, deps: AgentDeps, *, event_type: str, name: str, handler: Handler
+    app: faust.App,
+    deps: AgentDeps,
+    *,
+    stream: str,
+    name: str,
+    handlers: Mapping[str, Handler],
 ) -> None:
-    """Run `handler` on every `event_type` event, in partition order, under the policy above."""
+    """Run each event of `stream` whose type has a handler, in partition order, under the policy
+    above; the stream's other types are acked untouched (their `event_type` header says which,
+    so they are not even decoded)."""
+    unknown = set(handlers) - set(STREAMS[stream])
+    if unknown:
+        raise ValueError(f"{sorted(unknown)} do not travel on the {stream!r} stream")
     topic = app.topic(
-        topic_name(event_type, deps.settings.topic_prefix),
+        stream_topic(stream, deps.settings.topic_prefix),
         key_serializer="raw",
         value_serializer="raw",
     )
     dead_letters = DeadLetters(app, deps.settings, deps.retry)
+    wanted: Collection[str] = frozenset(handlers)
 
     # One actor per worker (concurrency=1): a second would reorder events of one aggregate.
-    async def consume(stream: faust.StreamT[bytes]) -> None:
+    async def consume(stream_: faust.StreamT[bytes]) -> None:
         # noack() is on the concrete Stream; the StreamT that Faust types agents with lacks it.
-        manual = cast(faust.Stream[bytes], stream).noack()
+        manual = cast(faust.Stream[bytes], stream_).noack()
         async for item in manual.events():
             message = item.message
-            event, reason = await handle_message(
-                message.value, expected_type=event_type, handler=handler
-            )
+            announced = header_value(message.headers, "event_type")
+            if announced is not None and announced not in wanted and announced in STREAMS[stream]:
+                await manual.ack(item)
+                continue
+            event, reason = await handle_message(message.value, stream=stream, handlers=handlers)
             if reason is not None:
                 await dead_letters.send(message, agent=name, reason=reason)
             AGENT_EVENTS.labels(

@@ -12,16 +12,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import BrokerResponseError, KafkaError, TopicAlreadyExistsError, for_code
 
 from infrastructure.settings import Settings
-from streams.events import EVENT_TYPES, dead_letter_topic, topic_name
+from streams.topics import all_topics
 
 log = logging.getLogger(__name__)
 
 
 def event_topics(prefix: str) -> list[str]:
-    """Every topic of the catalog, plus the dead-letter topic."""
-    return [topic_name(event_type, prefix) for event_type in EVENT_TYPES] + [
-        dead_letter_topic(prefix)
-    ]
+    """Every stream's topic (streams/topics.py), plus the dead-letter topic."""
+    return all_topics(prefix)
 
 
 async def ensure_topics(

@@ -1,5 +1,10 @@
 """The transactional outbox: write side appends events in the entity's transaction.
 
+Each event takes the next sequence number of its aggregate (stream + key, streams/topics.py) in
+the same statement, and the envelope stored carries it. The row lock on the aggregate's counter
+is held until the transaction ends, so a second writer of the same aggregate waits for this one
+to commit or roll back: numbers are given out in commit order, with no gaps.
+
 The relay that publishes them to Kafka lives in `bridges/relay.py`.
 """
 
@@ -8,16 +13,31 @@ from __future__ import annotations
 import asyncpg
 
 from streams.events import Event
+from streams.topics import stream_of
+
+_APPEND = """
+WITH next AS (
+    INSERT INTO outbox_streams (stream, key, last_sequence) VALUES ($3, $4, 1)
+    ON CONFLICT (stream, key) DO UPDATE SET last_sequence = outbox_streams.last_sequence + 1
+    RETURNING last_sequence
+)
+INSERT INTO outbox (event_id, event_type, stream, key, sequence, payload, created_at)
+SELECT $1, $2, $3, $4, next.last_sequence,
+       $5::jsonb || jsonb_build_object('sequence', next.last_sequence), $6
+  FROM next
+RETURNING sequence"""
 
 
-async def append_event(conn: asyncpg.Connection, event: Event) -> None:
-    """Record `event` in the caller's transaction; it is published only if that commits."""
-    await conn.execute(
-        """INSERT INTO outbox (event_id, event_type, key, payload, created_at)
-           VALUES ($1, $2, $3, $4, $5)""",
+async def append_event(conn: asyncpg.Connection, event: Event) -> int:
+    """Record `event` in the caller's transaction (published only if that commits); returns the
+    sequence number it got within its aggregate."""
+    sequence: int = await conn.fetchval(
+        _APPEND,
         event.event_id,
         event.type,
+        stream_of(event.type),
         event.aggregate_id,
-        event.model_dump(mode="json"),
+        event.model_dump(mode="json", exclude={"sequence"}),
         event.occurred_at,
     )
+    return sequence

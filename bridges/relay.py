@@ -8,14 +8,16 @@
   `relay_poll_seconds` as a safety net.
 - A batch of `relay_batch_size` rows, oldest id first, is sent and every ack awaited before one
   UPDATE marks it published; nothing is marked unless acked. A failed batch is sent again whole,
-  so Kafka may hold duplicates, never gaps: consumers dedupe by event_id.
+  so Kafka may hold duplicates, never gaps: consumers dedupe by event_id or sequence.
 - Kafka down: the producer is dropped, the relay backs off exponentially (capped) and reconnects,
   recreating the topics first (an in-memory broker may have come back empty). Writes never wait
   for any of this: the outbox is the buffer.
 
-Order: rows are read by outbox id. Two transactions may commit out of id order; a late commit is
-published on the next pass, after a higher id. Events of one aggregate stay in order because their
-writes serialize on the aggregate's row lock, taken before the outbox insert.
+Order: rows are read by outbox id, and sent to their stream's topic keyed by aggregate id
+(streams/topics.py). Two transactions may commit out of id order; a late commit is published on the
+next pass, after a higher id. Events of one aggregate cannot: a writer takes its aggregate's next
+sequence (bridges/outbox.py) only after the previous writer committed, so its outbox id is higher
+too, and one aggregate's events reach their partition in sequence order.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from prometheus_client import Counter, Gauge, start_http_server
 from bridges.kafka import ProducerFactory, ensure_topics
 from infrastructure.logging import configure_logging
 from infrastructure.settings import Settings
-from streams.events import EVENT_TYPES, dead_letter_topic, topic_name
+from streams.topics import STREAMS, dead_letter_topic, stream_topic
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,8 @@ FIRST_BACKOFF_S = 0.2
 _KEEPALIVES = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5"}
 
 _SELECT_BATCH = """
-    SELECT id, event_id::text AS event_id, event_type, key, payload::text AS payload
+    SELECT id, event_id::text AS event_id, event_type, stream, sequence, key,
+           payload::text AS payload
       FROM outbox
      WHERE published_at IS NULL
      ORDER BY id
@@ -235,12 +238,16 @@ class OutboxRelay:
     async def _send(self, producer: AIOKafkaProducer, row: asyncpg.Record) -> asyncio.Future[Any]:
         prefix = self.settings.topic_prefix
         event_type: str = row["event_type"]
+        stream: str | None = row["stream"]
+        # The type and the sequence ride in headers too, so a consumer that wants one type can
+        # skip the others without decoding them.
         headers = [
             ("event_id", row["event_id"].encode()),
             ("event_type", event_type.encode()),
         ]
-        if event_type in EVENT_TYPES:
-            topic = topic_name(event_type, prefix)
+        if stream in STREAMS:
+            topic = stream_topic(stream, prefix)
+            headers.append(("sequence", str(row["sequence"]).encode()))
         else:
             # A row no consumer could route must not stall the outbox: park it, with the reason.
             topic = dead_letter_topic(prefix)

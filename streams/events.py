@@ -1,7 +1,6 @@
 """The event envelope every domain event travels in, and the catalog of event types.
 
-One Kafka topic per event type (`<prefix>.<type>`, e.g. `tulifo.user.registered`), keyed by
-aggregate id so every event of one aggregate lands on one partition, in order.
+Which topic carries which type, and under which key, is streams/topics.py.
 """
 
 from __future__ import annotations
@@ -40,8 +39,6 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "bid.withdrawn",
 )
 
-DEAD_LETTER_SUFFIX: Final = "deadletter"
-
 
 class Event(BaseModel):
     """The envelope. `data` holds the type's own record, validated on the way in and out."""
@@ -54,7 +51,15 @@ class Event(BaseModel):
     occurred_at: datetime
     aggregate_id: str
     actor_id: str | None = None
+    # The aggregate's own counter (1, 2, 3, …), given by the outbox in the writing transaction:
+    # commit order within the aggregate. Folds keep the last one they applied and skip anything
+    # at or below it, which is what makes a redelivery harmless. None on derived events.
+    sequence: int | None = Field(default=None, ge=1)
     data: dict[str, Any]
+
+
+class PoisonEvent(Exception):
+    """This event cannot be processed (now or ever): dead-letter it with this reason."""
 
 
 class EventData(BaseModel):
@@ -79,15 +84,3 @@ def new_event(
         actor_id=str(actor_id) if actor_id is not None else None,
         data=data.model_dump(mode="json"),
     )
-
-
-def topic_name(event_type: str, prefix: str = "tulifo") -> str:
-    """The Kafka topic that carries one event type."""
-    if event_type not in EVENT_TYPES:
-        raise KeyError(f"unknown event type {event_type!r}")
-    return f"{prefix}.{event_type}"
-
-
-def dead_letter_topic(prefix: str = "tulifo") -> str:
-    """Where poison events go, with the reason in their headers."""
-    return f"{prefix}.{DEAD_LETTER_SUFFIX}"

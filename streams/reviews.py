@@ -19,7 +19,7 @@ class ReviewCreated(EventData):
     project_id: uuid.UUID
     reviewer_id: uuid.UUID
     reviewee_id: uuid.UUID
-    # Workers' ratings show on their profiles (worker_profiles.rating_average); clients' are
+    # Workers' ratings show on their profiles (analytics.worker_ratings); clients' are
     # kept apart, so the ratings agent must know which side was rated.
     reviewee_role: Literal["worker", "client"]
     rating: int

@@ -7,6 +7,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import asyncpg
 import httpx
@@ -112,6 +113,27 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
+
+
+# --- Stripe: localstripe for the whole session (DESIGN.md §5, §7) ------------------------------
+
+
+@pytest.fixture(scope="session")
+def localstripe_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A localstripe server on a free port for the run (DESIGN.md §5, §7)."""
+    from tests.api.payments_support import start_localstripe
+
+    with start_localstripe(tmp_path_factory.mktemp("localstripe")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def stripe_api(localstripe_url: str) -> AsyncIterator[Any]:
+    """The stripe library on localstripe, playing the browser (Stripe.js) and the dashboard."""
+    from tests.api.payments_support import stripe_client
+
+    async with stripe_client(localstripe_url) as client:
+        yield client
 
 
 async def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.05, what: str = ""):  # type: ignore[no-untyped-def]

@@ -22,12 +22,14 @@ SELECT u.id AS user_id, u.role, u.name, u.email, u.is_active, u.created_at,
        p.bio, p.skills, p.experience, p.location, p.avatar_url, p.portfolio, p.social_links,
        greatest(p.updated_at, w.updated_at, c.updated_at) AS updated_at,
        w.headline, w.hourly_rate_cents, w.currency, w.availability,
-       w.rating_average, w.rating_count, w.completed_projects,
+       r.average AS rating_average, coalesce(r.count, 0) AS rating_count, w.completed_projects,
        c.company_name, c.website
   FROM users u
   JOIN user_profiles p ON p.user_id = u.id
   LEFT JOIN worker_profiles w ON w.user_id = u.id
   LEFT JOIN client_profiles c ON c.user_id = u.id
+  -- Ratings have one writer, the ratings agent (agents/ratings.py): read its model, keep none.
+  LEFT JOIN analytics.worker_ratings r ON r.worker_id = u.id AND u.role = 'worker'
  WHERE u.id = $1
 """
 

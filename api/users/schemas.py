@@ -147,7 +147,8 @@ class WorkerProfileOut(ProfileBase):
     hourly_rate_cents: int | None
     currency: str
     availability: Availability
-    # Maintained by the ratings agent and the project lifecycle; read-only here.
+    # From the ratings agent's read model (analytics.worker_ratings) and the project lifecycle;
+    # read-only here. A review shows here once the worker has folded it (well under a second).
     rating_average: float | None
     rating_count: int
     completed_projects: int

@@ -38,7 +38,7 @@ def envelope_bytes(event: Event) -> bytes:
 
 def test_an_envelope_decodes_to_its_event() -> None:
     event = user_registered()
-    assert decode_event(envelope_bytes(event), expected_type="user.registered") == event
+    assert decode_event(envelope_bytes(event), stream="users") == event
 
 
 @pytest.mark.parametrize(
@@ -52,12 +52,23 @@ def test_an_envelope_decodes_to_its_event() -> None:
 )
 def test_what_is_not_an_envelope_is_poison_with_a_reason(raw: bytes | None, reason: str) -> None:
     with pytest.raises(PoisonEvent, match=reason):
-        decode_event(raw, expected_type="user.registered")
+        decode_event(raw, stream="users")
 
 
-def test_an_event_on_another_types_topic_is_poison() -> None:
-    with pytest.raises(PoisonEvent, match=r"'user\.registered' on the topic of 'bid\.submitted'"):
-        decode_event(envelope_bytes(user_registered()), expected_type="bid.submitted")
+def test_an_event_on_another_streams_topic_is_poison() -> None:
+    with pytest.raises(PoisonEvent, match=r"'user\.registered' on the 'gigs' stream"):
+        decode_event(envelope_bytes(user_registered()), stream="gigs")
+
+
+async def test_a_type_of_the_stream_without_a_handler_is_passed_over() -> None:
+    async def handler(event: Event) -> None:
+        raise AssertionError("not this one")
+
+    event = user_registered()
+    decoded, reason = await handle_message(
+        envelope_bytes(event), stream="users", handlers={"profile.updated": handler}
+    )
+    assert (decoded, reason) == (event, None)
 
 
 def test_the_retry_delay_doubles_up_to_its_cap() -> None:
@@ -109,7 +120,7 @@ async def test_a_handled_message_has_no_dead_letter_reason() -> None:
 
     event = user_registered()
     decoded, reason = await handle_message(
-        envelope_bytes(event), expected_type="user.registered", handler=handler
+        envelope_bytes(event), stream="users", handlers={"user.registered": handler}
     )
     assert (decoded, reason) == (event, None)
     assert seen == [event]
@@ -121,7 +132,7 @@ async def test_a_handler_that_crashes_dead_letters_its_event_instead_of_the_agen
 
     event = user_registered()
     decoded, reason = await handle_message(
-        envelope_bytes(event), expected_type="user.registered", handler=handler
+        envelope_bytes(event), stream="users", handlers={"user.registered": handler}
     )
     assert decoded == event
     assert reason == "unexpected ZeroDivisionError: bug"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -122,28 +122,10 @@ def error_fields(response: httpx.Response) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def localstripe_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A localstripe server on a free port for the run (DESIGN.md §5, §7)."""
-    from tests.api.payments_support import start_localstripe
-
-    with start_localstripe(tmp_path_factory.mktemp("localstripe")) as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
 def settings(settings: Settings, localstripe_url: str) -> Settings:
     """The session's settings with Stripe pointed at localstripe: the API's Stripe client
     honours `stripe_api_base`, so no test ever reaches api.stripe.com."""
     return settings.model_copy(update={"stripe_api_base": localstripe_url})
-
-
-@pytest.fixture(scope="session")
-async def stripe_api(localstripe_url: str) -> AsyncIterator[Any]:
-    """The stripe library on localstripe, playing the browser (Stripe.js) and the dashboard."""
-    from tests.api.payments_support import stripe_client
-
-    async with stripe_client(localstripe_url) as client:
-        yield client
 
 
 @pytest.fixture(scope="session")

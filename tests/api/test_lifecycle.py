@@ -27,6 +27,7 @@ from api.money import platform_fee
 from bridges.kafka import event_topics
 from bridges.relay import OutboxRelay
 from infrastructure.settings import Settings
+from streams.topics import topic_of
 from tests.api.conftest import Account, api_of_its_own, client_from, register, unique_ip
 from tests.api.payments_support import confirm_card, send_webhook, stripe_event
 from tests.bridges.support import header, outbox_rows, read_topics
@@ -305,8 +306,8 @@ async def relay_the_outbox_to_kafka(settings: Settings) -> list[ConsumerRecord[b
 def assert_envelope(
     record: ConsumerRecord[bytes, bytes], event: dict[str, Any], *, prefix: str
 ) -> None:
-    """The record is on its type's topic, keyed by its aggregate, and the envelope is whole."""
-    assert record.topic == f"{prefix}.{event['type']}"
+    """The record is on its stream's topic, keyed by its aggregate, and the envelope is whole."""
+    assert record.topic == topic_of(event["type"], prefix)
     assert record.key == event["aggregate_id"].encode()
     assert header(record, "event_id") == event["event_id"]
     assert header(record, "event_type") == event["type"]
@@ -320,8 +321,10 @@ def assert_envelope(
         "occurred_at",
         "aggregate_id",
         "actor_id",
+        "sequence",
         "data",
     }
+    assert header(record, "sequence") == str(event["sequence"])
 
 
 def assert_each_event_tells_its_part_of_the_story(events: list[dict[str, Any]], gig: Gig) -> None:
@@ -335,11 +338,15 @@ def assert_each_event_tells_its_part_of_the_story(events: list[dict[str, Any]], 
 def assert_the_projects_events_share_a_partition_in_order(
     records: list[ConsumerRecord[bytes, bytes]], gig: Gig
 ) -> None:
-    """Keyed by the project, its events land on one partition number in every topic (they all
-    have the catalog's partition count), and its moves reach theirs in the order made."""
+    """Keyed by the project, its events land on one partition of the gigs topic, numbered 1, 2,
+    3, … in the order they were made."""
     on_the_project = [record for record in records if record.key == gig.project_id.encode()]
     assert len(on_the_project) == 10  # all but the two registrations and the two reviews
-    assert len({record.partition for record in on_the_project}) == 1
+    assert {(record.topic, record.partition) for record in on_the_project} == {
+        (on_the_project[0].topic, on_the_project[0].partition)
+    }
+    in_order = sorted(on_the_project, key=lambda record: record.offset)
+    assert [json.loads(r.value)["sequence"] for r in in_order] == list(range(1, 11))
     moves = [
         json.loads(record.value)
         for record in sorted(

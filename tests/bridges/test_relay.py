@@ -17,7 +17,7 @@ from bridges.relay import OutboxRelay
 from infrastructure.embedded import start_tansu
 from infrastructure.processes import free_port
 from infrastructure.settings import Settings
-from streams.events import dead_letter_topic, topic_name
+from streams.topics import dead_letter_topic, stream_topic, topic_of
 from tests.bridges.support import (
     append_events,
     header,
@@ -76,16 +76,23 @@ async def test_rows_are_published_in_order_with_key_and_headers_then_marked(
 
     assert await published_event_ids(settings.database_url) == {e.event_id for e in events}
     assert published_total("user.registered") - before == 5
-    topics = [topic_name(t, settings.topic_prefix) for t in ("user.registered", "profile.updated")]
+    topics = [stream_topic("users", settings.topic_prefix)]
     records = await read_topics(kafka, topics, until=lambda got: len(got) >= len(events))
     by_id = {uuid.UUID(header(record, "event_id") or ""): record for record in records}
     assert set(by_id) == {event.event_id for event in events}
     for event in events:
         record = by_id[event.event_id]
-        assert record.topic == topic_name(event.type, settings.topic_prefix)
+        assert record.topic == topic_of(event.type, settings.topic_prefix)
         assert record.key == event.aggregate_id.encode()
         assert header(record, "event_type") == event.type
-        assert json.loads(record.value) == event.model_dump(mode="json")
+        published = json.loads(record.value)
+        assert published == {**event.model_dump(mode="json"), "sequence": published["sequence"]}
+        assert header(record, "sequence") == str(published["sequence"])
+    # Each aggregate's events are numbered 1, 2, 3, … in the order they were written.
+    for user in (ann, bob):
+        mine = [e.event_id for e in events if e.aggregate_id == str(user)]
+        numbers = [json.loads(by_id[i].value)["sequence"] for i in mine]
+        assert numbers == list(range(1, len(mine) + 1))
     # Each aggregate's events reach its partition in the order they were written.
     for user in (ann, bob):
         for topic in topics:
@@ -125,7 +132,7 @@ async def test_a_row_of_unknown_type_is_dead_lettered_and_the_rest_flows(
     assert "unknown event type 'nonsense.happened'" in (header(parked, "dead_letter_reason") or "")
     [published] = await read_topics(
         kafka,
-        [topic_name("user.registered", relay_settings.topic_prefix)],
+        [topic_of("user.registered", relay_settings.topic_prefix)],
         until=lambda got: len(got) >= 1,
     )
     assert header(published, "event_id") == str(good.event_id)
@@ -180,7 +187,7 @@ async def test_rows_written_while_kafka_is_down_flow_when_it_is_back(
         assert await published_event_ids(settings.database_url) == {first.event_id} | {
             e.event_id for e in during
         }
-        topic = topic_name("user.registered", settings.topic_prefix)
+        topic = topic_of("user.registered", settings.topic_prefix)
         records = await read_topics(bootstrap, [topic], until=lambda got: len(got) >= len(during))
         arrived = {uuid.UUID(header(record, "event_id") or "") for record in records}
         assert arrived >= {e.event_id for e in during}

@@ -23,7 +23,8 @@ from bridges.relay import OutboxRelay
 from infrastructure.mongo import MongoDatabase, create_mongo_client, mongo_database
 from infrastructure.processes import ManagedProcess
 from infrastructure.settings import Settings
-from streams.events import Event, dead_letter_topic, topic_name
+from streams.events import Event
+from streams.topics import dead_letter_topic, topic_of
 from tests.bridges.support import append_events, header, read_topics
 from tests.conftest import wait_until
 from tests.databases import fresh_database
@@ -53,7 +54,7 @@ class Pipeline:
         await producer.start()
         try:
             await producer.send_and_wait(
-                topic_name(event_type, self.settings.topic_prefix), value=value, key=key
+                topic_of(event_type, self.settings.topic_prefix), value=value, key=key
             )
         finally:
             await producer.stop()
@@ -247,7 +248,7 @@ async def test_poison_is_dead_lettered_with_its_reason_and_the_partition_moves_o
     assert "event_id: Field required" in reasons[1]
     assert "user.registered data invalid" in reasons[2]
     for record in mine:
-        assert header(record, "original_topic") == topic_name(
+        assert header(record, "original_topic") == topic_of(
             "user.registered", pipeline.settings.topic_prefix
         )
         assert header(record, "original_partition") is not None
