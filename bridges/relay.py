@@ -347,3 +347,9 @@ async def _serve(settings: Settings) -> None:
     log.info("outbox relay starting", extra={"bootstrap": settings.kafka_bootstrap})
     await relay.run()
     log.info("outbox relay stopped")
+
+
+if __name__ == "__main__":  # `python -m bridges.relay`, configured by TULIFO_* (the tests do)
+    from infrastructure.settings import get_settings
+
+    main(get_settings())

@@ -241,8 +241,11 @@ async def test_a_standby_takes_over_when_the_leaders_session_dies(
             admin = await asyncpg.connect(relay_settings.database_url)
             try:
                 killed = await admin.fetchval(
+                    # Locks are per database; other runs' relays hold the same id elsewhere.
                     """SELECT count(pg_terminate_backend(pid)) FROM pg_locks
-                        WHERE locktype = 'advisory' AND granted AND objid = $1""",
+                        WHERE locktype = 'advisory' AND granted AND objid = $1
+                          AND database = (SELECT oid FROM pg_database
+                                           WHERE datname = current_database())""",
                     leader.lock_id,
                 )
             finally:

@@ -78,7 +78,7 @@ class Worker:
             async with httpx.AsyncClient(timeout=2) as http:
                 response = await http.get(f"http://127.0.0.1:{self.metrics_port}/metrics")
         except httpx.HTTPError:
-            return {}
+            return defaultdict(float)
         counts: dict[tuple[str, str], float] = defaultdict(float)
         for family in text_string_to_metric_families(response.text):
             for sample in family.samples:

@@ -1,0 +1,213 @@
+"""Kill it and see: a stream of more than 10,000 gig and review events flows from the outbox
+through the relay to two real Faust workers, and a process is SIGKILLed in the middle. Once the
+pipeline has caught up, every read model must equal a recomputation from the event store (the
+outbox): nothing lost, nothing applied twice."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from bridges.relay import OutboxRelay
+from infrastructure.database import create_pool
+from infrastructure.processes import ManagedProcess
+from infrastructure.settings import Settings
+from streams.events import Event
+from tests.conftest import wait_until
+from tests.databases import fresh_database
+from tests.streams.gig_factories import random_mix
+from tests.streams.workers import (
+    REPO,
+    Worker,
+    balances,
+    event_store,
+    new_app_id,
+    ratings_rows,
+    recompute,
+    spawn_worker,
+    worker_env,
+)
+
+# ~3.2 events per gig on average: 3,300 gigs make a little over 10,000 events.
+GIGS = 3_300
+# Appended in slices, so the kill lands while events are still arriving.
+SLICE = 400
+# A survivor takes a dead member's partitions after the session timeout (10 s) and a rebalance.
+CATCH_UP_S = 150.0
+
+
+@dataclass
+class Stream:
+    settings: Settings
+    directory: Path
+    events: list[Event]
+    workers: list[Worker] = field(default_factory=list)
+    appended: int = 0
+
+    async def append(self, upto: int) -> None:
+        """Commit events [appended, upto) to the outbox, as the write side would."""
+        from bridges.outbox import _APPEND
+        from streams.topics import stream_of
+
+        pool = await create_pool(self.settings.database_url, min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                while self.appended < upto:
+                    chunk = self.events[self.appended : min(upto, self.appended + SLICE)]
+                    async with conn.transaction():
+                        await conn.executemany(
+                            _APPEND,
+                            [
+                                (
+                                    e.event_id,
+                                    e.type,
+                                    stream_of(e.type),
+                                    e.aggregate_id,
+                                    e.model_dump(mode="json", exclude={"sequence"}),
+                                    e.occurred_at,
+                                )
+                                for e in chunk
+                            ],
+                        )
+                    self.appended += len(chunk)
+        finally:
+            await pool.close()
+
+    async def materialized(self) -> int:
+        conn = await asyncpg.connect(self.settings.database_url)
+        try:
+            count: int = await conn.fetchval("SELECT count(*) FROM analytics.escrow_movements")
+            return count
+        finally:
+            await conn.close()
+
+    async def caught_up(self) -> bool:
+        for worker in self.workers:
+            if not worker.process.alive and worker is not self.workers[0]:
+                raise AssertionError(f"a surviving worker died:\n{worker.log()}")
+        expected = recompute(await event_store(self.settings.database_url))
+        got = (
+            await balances(self.settings.database_url),
+            await ratings_rows(self.settings.database_url),
+        )
+        return got == expected
+
+    async def difference(self) -> str:
+        """What is off, for the failure message."""
+        expected_balances, expected_ratings = recompute(
+            await event_store(self.settings.database_url)
+        )
+        got_balances = await balances(self.settings.database_url)
+        got_ratings = await ratings_rows(self.settings.database_url)
+        lines = []
+        for what, expected, got in (
+            ("balances", expected_balances, got_balances),
+            ("ratings", expected_ratings, got_ratings),
+        ):
+            missing = expected.keys() - got.keys()
+            extra = got.keys() - expected.keys()
+            wrong = [k for k in expected.keys() & got.keys() if expected[k] != got[k]]
+            lines.append(
+                f"{what}: {len(expected)} expected, {len(got)} materialized, {len(missing)} "
+                f"missing, {len(extra)} unexpected, {len(wrong)} different"
+                + "".join(f"\n  {k}: expected {expected[k]}, got {got[k]}" for k in wrong[:5])
+            )
+        counts = [dict(await w.fold_counts()) for w in self.workers]
+        return "\n".join(lines) + f"\nfold counts: {counts}"
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {w.process.name}\n{w.log(3000)}" for w in self.workers)
+
+
+@pytest.fixture
+async def stream(kafka: str, mongo_url: str, tmp_path: Path) -> AsyncIterator[Stream]:
+    events = random_mix(random.Random(6), gigs=GIGS)
+    assert len(events) >= 10_000
+    async with fresh_database("tulifo_crash") as database_url:
+        settings = Settings(
+            env="test",
+            database_url=database_url,
+            kafka_bootstrap=kafka,
+            mongo_url=mongo_url,
+            rabbitmq_url=None,
+            topic_prefix=f"k{uuid.uuid4().hex[:8]}",
+            faust_app_id=new_app_id(),
+            log_json=False,
+            relay_poll_seconds=0.1,
+        )
+        run = Stream(settings, tmp_path, events)
+        try:
+            yield run
+        finally:
+            for worker in run.workers:
+                worker.process.kill()
+
+
+async def wait_for_the_truth(run: Stream) -> None:
+    try:
+        await wait_until(run.caught_up, timeout=CATCH_UP_S, interval=0.5, what="the read models")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{await run.difference()}\n{run.logs()}") from None
+
+
+async def test_a_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(
+    stream: Stream,
+) -> None:
+    relay = OutboxRelay(stream.settings)
+    relaying = asyncio.create_task(relay.run())
+    try:
+        stream.workers = [spawn_worker(stream.settings, stream.directory, f"w{i}") for i in (1, 2)]
+        await stream.append(len(stream.events) // 4)
+        victim = stream.workers[0]
+
+        async def both_working() -> bool:
+            counts = [await w.fold_counts() for w in stream.workers]
+            return all(c[("escrow_balances", "applied")] > 0 for c in counts)
+
+        await wait_until(both_working, timeout=90, interval=0.2, what="both workers to fold")
+        await stream.append(len(stream.events) // 2)
+        await wait_until(lambda: stream.materialized(), timeout=60, what="a first materialization")
+        victim.process.kill()  # SIGKILL: no commit, no flush, no goodbye to the group
+        await stream.append(len(stream.events))
+
+        await wait_for_the_truth(stream)
+    finally:
+        await relay.stop()
+        await relaying
+
+
+async def test_a_relay_killed_mid_stream_loses_nothing_and_applies_nothing_twice(
+    stream: Stream,
+) -> None:
+    stream.workers = [spawn_worker(stream.settings, stream.directory, "w1")]
+    relays = [spawn_relay(stream.settings, stream.directory, "relay1")]
+    try:
+        await stream.append(len(stream.events) // 2)
+        await wait_until(lambda: stream.materialized(), timeout=90, what="a first materialization")
+        relays[0].kill()  # in the middle of a batch, perhaps: published but not yet marked
+        relays.append(spawn_relay(stream.settings, stream.directory, "relay2"))
+        await stream.append(len(stream.events))
+
+        await wait_for_the_truth(stream)
+    finally:
+        for relay in relays:
+            relay.stop()
+
+
+def spawn_relay(settings: Settings, directory: Path, name: str) -> ManagedProcess:
+    env = worker_env(settings, TULIFO_RELAY_POLL_SECONDS="0.1")
+    return ManagedProcess.spawn(
+        name,
+        [sys.executable, "-m", "bridges.relay"],
+        env=env,
+        cwd=REPO,
+        log_path=directory / f"{name}.log",
+    )
