@@ -36,8 +36,10 @@ def tansu_argv(port: int) -> list[str]:
     ]
 
 
-def secantus_argv(port: int) -> list[str]:
-    """SecantusDB, a MongoDB wire-protocol server, in memory on 127.0.0.1:port."""
+def secantus_argv(port: int, data_dir: Path | None = None) -> list[str]:
+    """SecantusDB, a MongoDB wire-protocol server on 127.0.0.1:port, keeping its data in
+    `data_dir` (reopened intact after a restart, even after a SIGKILL but for the writes of its
+    last few milliseconds), or in memory without one."""
     exe = shutil.which("secantusd-py", path=str(Path(sys.executable).parent)) or shutil.which(
         "secantusd-py"
     )
@@ -53,7 +55,7 @@ def secantus_argv(port: int) -> list[str]:
         "--port",
         str(port),
         "--storage-path",
-        ":memory:",
+        str(data_dir) if data_dir is not None else ":memory:",
         "--standalone",
     ]
 

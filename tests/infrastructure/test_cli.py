@@ -191,25 +191,40 @@ def test_dev_serves_the_api_and_ctrl_c_stops_everything(
     assert gone(tree) == []
 
 
-def test_dev_stops_everything_with_an_error_when_one_of_its_processes_dies(
+def test_dev_starts_a_crashed_process_again_and_ctrl_c_still_stops_everything(
     run_tulifo: StartTulifo, tmp_path: Path, fresh_database_url: str
 ) -> None:
     port = free_port()
     tulifo = run_tulifo(
-        dev_args(port, tmp_path),
+        [*dev_args(port, tmp_path), "--without", "worker"],
         dev_env(fresh_database_url),
     )
     tulifo.wait_for_line("Ctrl-C stops everything")
-    children = psutil.Process(tulifo.popen.pid).children()
-    roles = {
-        child.cmdline()[-1]: child for child in children if "infrastructure.cli" in child.cmdline()
-    }
-    assert set(roles) >= {"worker", "relay"}
+    relay = app_processes(tulifo.popen.pid)["relay"]
+    relay.kill()
+    end = time.monotonic() + ORPHANS_DEADLINE_S
+    while (again := app_processes(tulifo.popen.pid).get("relay")) is None or again.pid == relay.pid:
+        assert tulifo.popen.poll() is None, tulifo.context()
+        assert time.monotonic() < end, f"the relay was not started again{tulifo.context()}"
+        time.sleep(0.1)
+    log = tulifo.stderr_path.read_text()
+    assert "relay exited with code -9 (SIGKILL); starting it again" in log
+    assert httpx.get(f"http://127.0.0.1:{port}/health", trust_env=False).status_code == 200
     tree = descendants(tulifo.popen.pid)
-    roles["relay"].kill()
-    assert tulifo.wait() == 1
-    assert "relay exited" in tulifo.stderr_path.read_text()
+    tulifo.signal(signal.SIGTERM)
+    assert tulifo.wait() == 0
     assert gone(tree) == []
+
+
+def app_processes(launcher: int) -> dict[str, psutil.Process]:
+    """The launcher's `tulifo api|worker|relay` children, by role."""
+    found = {}
+    for child in psutil.Process(launcher).children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            command = child.cmdline()
+            if "infrastructure.cli" in command and child.status() != psutil.STATUS_ZOMBIE:
+                found[command[-1] if command[-1] in ("worker", "relay") else "api"] = child
+    return found
 
 
 def test_dev_killed_outright_takes_every_process_it_started_with_it(
