@@ -4,18 +4,24 @@ effect.
 How a batch goes (DESIGN.md §4, §7):
 1. `noack_take` hands over up to `fold_batch_max` events (waiting at most `fold_batch_seconds`);
    nothing is acked until step 5, so a crash or a stop anywhere before it redelivers the batch.
-2. Each event of a type the fold takes is applied to a working copy of its aggregate's value,
-   unless its `sequence` is at or below the `seq` the value already holds: that is a redelivery
-   (a relay retry, a replay, the tail reprocessed after a crash) and changes nothing. The dedupe
-   lives in the value itself, so it survives a crash together with the state it protects.
+2. Each event moves its aggregate's `seq` (the last sequence folded, kept in the value itself):
+   one at or below it is a redelivery (a relay retry, a replay, the tail reprocessed after a
+   crash) and changes nothing; the next one is applied (or, for a type the fold does not take,
+   only counted, read from the headers without decoding); one further ahead means an earlier
+   event has not come, and is dead-lettered rather than folded out of order (a republished
+   stream brings it again, in order). The dedupe lives in the value, so it survives a crash
+   together with the state it protects.
 3. The sink writes the working value of every key the batch touched (duplicates included: after
    a crash the table may be ahead of the read model, and writing its value catches the read model
    up). A store that is down is back-pressure: the batch waits, unacked, and nothing new is taken.
 4. The values go into the table's memory store and one changelog record per key per batch goes
    straight to the producer, to the key's source partition: the same record Faust would write,
    without its per-update overhead (one record per event through a 100-message buffer). Derived
-   events (`rating.updated`) are produced here too. Faust flushes the producer before it commits.
+   events (`rating.updated`) are produced here too, and the batch waits for the broker's acks.
 5. The batch is acked; Faust commits the offsets later.
+
+Recovery (`FoldTable`) keeps the value with the highest `seq` per key, whatever order the
+changelog holds them in.
 
 Why not `table[key] = value` per event: that is ~1.3-2k events/s on these machines; this is the
 pattern DESIGN.md §7 measured at 3-5x that and keeps changelog recovery. Writing `table.data`
@@ -30,12 +36,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
 import orjson
+from faust.stores.memory import Store as MemoryStore
 from prometheus_client import Counter
 
 from agents.runtime import AgentDeps, DeadLetters, decode_event, header_value
@@ -74,6 +81,60 @@ class Fold:
             raise ValueError(f"{sorted(missing)} do not travel on the {self.stream!r} stream")
 
 
+class FoldTable(faust.Table):  # type: ignore[misc,type-arg]
+    """A Faust table whose changelog recovery keeps, per key, the value of the highest `seq`.
+
+    Faust applies changelog records in log order, the last one winning. A worker may still write
+    a record or two for a partition it has just lost (a batch fetched before a rebalance and
+    handed over after it), and such a record, older than what the new owner wrote before it, would
+    then win: a crash-and-recover of that owner would fold from an older value while its offsets
+    say the events in between were done, and lose them. Every fold value carries the sequence it
+    reflects, and a value with a higher one includes everything an older one does, so the newest
+    wins whatever order the log holds them in.
+    """
+
+    def apply_changelog_batch(self, batch: Iterable[faust.EventT[Any]]) -> None:
+        store = memory_store(self)
+        values = store.data
+        for event in batch:
+            key = self._to_key(event.key)
+            store._key_partition[key] = event.message.partition
+            if event.message.value is None:
+                values.pop(key, None)
+                continue
+            value = event.value
+            current = values.get(key)
+            if current is None or _seq(value) >= _seq(current):
+                values[key] = value
+
+
+def memory_store(table: faust.Table[Any, Any]) -> MemoryStore[Any, Any]:
+    """The table's memory store (the app's store is `memory://`, streams/app.py)."""
+    return cast(MemoryStore[Any, Any], table.data)
+
+
+def _number(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _seq(value: Any) -> int:
+    return int(value.get("seq", 0)) if isinstance(value, dict) else 0
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record to produce: a changelog value or a derived event."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    partition: int | None
+    headers: list[tuple[str, bytes]] | None = None
+
+
 @dataclass
 class Batch:
     """What one batch did to the table, before any of it is made visible."""
@@ -93,13 +154,20 @@ class FoldRunner:
         self.deps = deps
         self.fold = fold
         settings = deps.settings
-        self.table = app.Table(
-            fold.name,
-            default=None,
-            partitions=settings.topic_partitions,
-            # No key/value types: Faust then (de)serializes both as JSON, which is what the
-            # changelog records written below are.
-            help=f"the {fold.name} fold, keyed by {fold.stream} aggregate",
+        self.table = cast(
+            FoldTable,
+            app.tables.add(
+                FoldTable(
+                    app,
+                    name=fold.name,
+                    beacon=app.beacon,
+                    default=None,
+                    partitions=settings.topic_partitions,
+                    # No key/value types: Faust then (de)serializes both as JSON, which is what the
+                    # changelog records written below are.
+                    help=f"the {fold.name} fold, keyed by {fold.stream} aggregate",
+                )
+            ),
         )
         self.topic = app.topic(
             stream_topic(fold.stream, settings.topic_prefix),
@@ -121,37 +189,52 @@ class FoldRunner:
         """Apply `messages` to working copies of their aggregates' values (the table is not
         touched); poison is dead-lettered on the way."""
         batch = Batch()
-        data = self.table.data
+        data = memory_store(self.table).data
         types = self.fold.types
         for message in messages:
-            announced = header_value(message.headers, "event_type")
-            if announced is not None and announced not in types and announced in _KNOWN:
-                batch.outcomes["skipped"] += 1
-                continue
             try:
-                event = decode_event(message.value, stream=self.fold.stream)
-                if event.type not in types:
-                    batch.outcomes["skipped"] += 1
-                    continue
-                if event.sequence is None:
-                    raise PoisonEvent(f"{event.type} carries no aggregate sequence")
-                key = event.aggregate_id
-                state = batch.working[key] if key in batch.working else data.get(key)
-                batch.partition_of[key] = message.partition
-                batch.messages_of[key].append(message)
-                if state is not None and event.sequence <= state["seq"]:
-                    batch.outcomes["duplicate"] += 1
+                announced = header_value(message.headers, "event_type")
+                sequence = _number(header_value(message.headers, "sequence"))
+                event: Event | None = None
+                if announced in _KNOWN and announced not in types and sequence is not None:
+                    # Not a type this fold applies: only its place in the order matters, and the
+                    # headers say it without decoding the payload.
+                    key = bytes(message.key or b"").decode()
                 else:
-                    state = {**self.fold.apply(state, event), "seq": event.sequence}
+                    event = decode_event(message.value, stream=self.fold.stream)
+                    if event.sequence is None:
+                        raise PoisonEvent(f"{event.type} carries no aggregate sequence")
+                    key, sequence = event.aggregate_id, event.sequence
+                state = batch.working[key] if key in batch.working else data.get(key)
+                last = int(state["seq"]) if state is not None else 0
+                if sequence > last + 1:
+                    # An earlier event of this aggregate has not come (yet): applying this one
+                    # now would fold out of order. A republished stream brings it again in
+                    # order; anything else is a loss upstream worth a dead letter's noise.
+                    raise PoisonEvent(
+                        f"sequence gap on {key}: event {sequence} after {last}; its "
+                        "predecessors must be folded first"
+                    )
+                batch.partition_of[key] = message.partition
+                if sequence <= last:
+                    batch.outcomes["duplicate"] += 1
+                elif event is not None and event.type in types:
+                    state = {**self.fold.apply(state, event), "seq": sequence}
                     batch.changed.add(key)
                     batch.outcomes["applied"] += 1
+                else:
+                    state = {**(state or {}), "seq": sequence}
+                    batch.outcomes["skipped"] += 1
+                assert state is not None
                 batch.working[key] = state
-                self.sink.add(
-                    partition=message.partition,
-                    key=key,
-                    value=state,
-                    occurred_at=event.occurred_at,
-                )
+                if event is not None and event.type in types:
+                    batch.messages_of[key].append(message)
+                    self.sink.add(
+                        partition=message.partition,
+                        key=key,
+                        value=state,
+                        occurred_at=event.occurred_at,
+                    )
             except PoisonEvent as exc:
                 await self._dead_letter([message], str(exc))
                 batch.outcomes["dead_lettered"] += 1
@@ -172,35 +255,67 @@ class FoldRunner:
             batch.outcomes["dead_lettered"] += len(batch.messages_of[key])
             batch.working.pop(key, None)
             batch.changed.discard(key)
-        data = self.table.data
-        producer = self.app.producer
+        store = memory_store(self.table)
         changelog = self.table.changelog_topic.get_topic_name()
+        records: list[Record] = []
         for key, state in batch.working.items():
-            data[key] = state
-            await producer.send(
-                changelog,
-                orjson.dumps(key),
-                orjson.dumps(state),
-                batch.partition_of[key],
-                None,
-                None,
+            store[key] = state
+            # What Faust's memory store notes when it recovers a key, so that a later rebalance
+            # drops this key from memory if its partition goes to another worker.
+            store._key_partition[key] = batch.partition_of[key]
+            records.append(
+                Record(changelog, orjson.dumps(key), orjson.dumps(state), batch.partition_of[key])
             )
         if self.fold.derive is not None:
+            prefix = self.deps.settings.topic_prefix
             for key in batch.changed:
                 for derived in self.fold.derive(key, batch.working[key]):
-                    await producer.send(
-                        stream_topic(stream_of(derived.type), self.deps.settings.topic_prefix),
-                        derived.aggregate_id.encode(),
-                        derived.model_dump_json().encode(),
-                        None,
-                        None,
-                        [
-                            ("event_id", str(derived.event_id).encode()),
-                            ("event_type", derived.type.encode()),
-                        ],
+                    headers = [
+                        ("event_id", str(derived.event_id).encode()),
+                        ("event_type", derived.type.encode()),
+                    ]
+                    if derived.sequence is not None:
+                        headers.append(("sequence", str(derived.sequence).encode()))
+                    records.append(
+                        Record(
+                            stream_topic(stream_of(derived.type), prefix),
+                            derived.aggregate_id.encode(),
+                            derived.model_dump_json().encode(),
+                            None,
+                            headers,
+                        )
                     )
+        await self._produce(records)
         for outcome, count in batch.outcomes.items():
             FOLD_EVENTS.labels(agent=self.fold.name, outcome=outcome).inc(count)
+
+    async def _produce(self, records: list[Record]) -> None:
+        """Send `records` and wait until the broker has them all, before the batch is acked: a
+        record the producer gave up on would otherwise be lost without a word. Resending is
+        safe: recovery keeps the highest `seq` per key, and derived events keep their ids."""
+        failures = 0
+        while True:
+            try:
+                pending = [
+                    await self.app.producer.send(
+                        r.topic, r.key, r.value, r.partition, None, r.headers
+                    )
+                    for r in records
+                ]
+                await asyncio.gather(*pending)
+                return
+            except Exception as exc:
+                failures += 1
+                delay = self.deps.retry.delay(failures)
+                log.warning(
+                    "%s: %d records not acked by Kafka (%s: %s); sending again in %.1fs",
+                    self.fold.name,
+                    len(records),
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
 
     async def _flush_sink(self) -> dict[str, str]:
         failures = 0

@@ -10,6 +10,9 @@ The relay that publishes them to Kafka lives in `bridges/relay.py`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import asyncpg
 
 from streams.events import Event
@@ -28,11 +31,8 @@ SELECT $1, $2, $3, $4, next.last_sequence,
 RETURNING sequence"""
 
 
-async def append_event(conn: asyncpg.Connection, event: Event) -> int:
-    """Record `event` in the caller's transaction (published only if that commits); returns the
-    sequence number it got within its aggregate."""
-    sequence: int = await conn.fetchval(
-        _APPEND,
+def _arguments(event: Event) -> tuple[Any, ...]:
+    return (
         event.event_id,
         event.type,
         stream_of(event.type),
@@ -40,4 +40,16 @@ async def append_event(conn: asyncpg.Connection, event: Event) -> int:
         event.model_dump(mode="json", exclude={"sequence"}),
         event.occurred_at,
     )
+
+
+async def append_event(conn: asyncpg.Connection, event: Event) -> int:
+    """Record `event` in the caller's transaction (published only if that commits); returns the
+    sequence number it got within its aggregate."""
+    sequence: int = await conn.fetchval(_APPEND, *_arguments(event))
     return sequence
+
+
+async def append_events(conn: asyncpg.Connection, events: Sequence[Event]) -> None:
+    """Record many events in the caller's transaction, in order, in one pipelined round trip
+    (imports, replays of history into a test or benchmark database)."""
+    await conn.executemany(_APPEND, [_arguments(event) for event in events])

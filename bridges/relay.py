@@ -10,8 +10,11 @@
   UPDATE marks it published; nothing is marked unless acked. A failed batch is sent again whole,
   so Kafka may hold duplicates, never gaps: consumers dedupe by event_id or sequence.
 - Kafka down: the producer is dropped, the relay backs off exponentially (capped) and reconnects,
-  recreating the topics first (an in-memory broker may have come back empty). Writes never wait
-  for any of this: the outbox is the buffer.
+  recreating the topics first. Writes never wait for any of this: the outbox is the buffer.
+- Kafka back without its data (an in-memory broker restarted): the relay's mark on the broker
+  (`relay_mark_topic`) is gone, which the relay checks at connect and every MARK_CHECK_S. It then
+  publishes the whole outbox again from the first row; folds skip what they already applied and
+  set aside what would come out of order (agents/folding.py).
 
 Order: rows are read by outbox id, and sent to their stream's topic keyed by aggregate id
 (streams/topics.py). Two transactions may commit out of id order; a late commit is published on the
@@ -30,7 +33,7 @@ from collections import Counter as Tally
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import Counter, Gauge, start_http_server
 
 from bridges.kafka import ProducerFactory, ensure_topics
@@ -45,6 +48,8 @@ NOTIFY_CHANNEL = "tulifo_outbox"
 RELAY_LOCK_ID = 0x7475_6F78  # "tuox"
 # The first retry after a failure waits this long; each further failure doubles it up to the cap.
 FIRST_BACKOFF_S = 0.2
+# How often the relay checks that the broker still has its mark (a broker restarted empty).
+MARK_CHECK_S = 2.0
 # Server-side keepalives: a leader whose host vanished loses its session (and lock) in ~25 s.
 _KEEPALIVES = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5"}
 
@@ -56,6 +61,7 @@ _SELECT_BATCH = """
      ORDER BY id
      LIMIT $1"""
 _MARK_PUBLISHED = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
+_REWIND_OUTBOX = "UPDATE outbox SET published_at = NULL WHERE published_at IS NOT NULL"
 _OLDEST_UNPUBLISHED_AGE = """
     SELECT extract(epoch FROM now() - created_at)::float8
       FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 1"""
@@ -74,6 +80,10 @@ RELAY_LEADER = Gauge("tulifo_relay_leader", "1 while this process holds the rela
 
 class KafkaUnavailable(Exception):
     """The batch was not acked; nothing of it was marked published."""
+
+
+class OutboxRewound(Exception):
+    """Kafka lost what it had (see `connect_kafka`): the batch in hand is stale; read again."""
 
 
 class OutboxRelay:
@@ -112,6 +122,8 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._running: asyncio.Task[None] | None = None
         self._lag_measured_at = float("-inf")
+        self._mark_checked_at = float("-inf")
+        self._rewound = False
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -171,9 +183,13 @@ class OutboxRelay:
                     if self._producer is None:
                         await self.connect_kafka()  # topics exist before the first row comes
                     self._wake.clear()
-                    count = await self.publish_pending()
+                    try:
+                        count = await self.publish_pending()
+                    except OutboxRewound:
+                        continue
                     failures = 0
                     await self._refresh_lag()
+                    await self._check_mark()
                     if count < self.settings.relay_batch_size:
                         await self._pause(self.settings.relay_poll_seconds, wake=True)
                 except KafkaUnavailable as exc:
@@ -214,19 +230,79 @@ class OutboxRelay:
         """Create the topics the broker lacks, then the producer (once; again after a failure).
 
         The broker may be new (an in-memory one restarted empty): topics come first, so they get
-        our partition count rather than whatever broker auto-creation would pick.
+        our partition count rather than whatever broker auto-creation would pick. A broker
+        without our mark (`relay_mark_topic`) never got this outbox, or lost it: every outbox
+        row is marked unpublished again (`_rewind_outbox`), then the mark is made, and the
+        relay publishes from the first row on. The mark, not "the topics are empty", decides: the
+        old producer may deliver its last batch to a broker that came back on the same address,
+        and a worker may create the topics first. Made before the republish, it survives a
+        failure halfway (the next connect goes on from where it was); lost with the broker again,
+        it rewinds again.
         """
         if self._producer is not None:
             return
+        mark = relay_mark_topic(self.settings.topic_prefix)
         try:
             async with asyncio.timeout(self.ack_timeout_s):
                 await ensure_topics(self.settings)
+                if not await topic_exists(self.settings, mark):
+                    await self._rewind_outbox()
+                    await ensure_topics(self.settings, [mark])
                 self._producer = await self._producers.start()
+        except OutboxRewound:
+            raise
         except Exception as exc:
             raise KafkaUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
+    async def _check_mark(self) -> None:
+        """Every MARK_CHECK_S, make sure the broker still has our mark.
+
+        A broker that restarts empty on the same address is invisible to the producer, which
+        reconnects and goes on (a worker may even have recreated the topics): only the missing
+        mark tells. Then the producer is dropped, and the next pass reconnects and republishes.
+        """
+        now = asyncio.get_running_loop().time()
+        if self._producer is None or now - self._mark_checked_at < MARK_CHECK_S:
+            return
+        self._mark_checked_at = now
+        mark = relay_mark_topic(self.settings.topic_prefix)
+        try:
+            async with asyncio.timeout(self.ack_timeout_s):
+                marked = await topic_exists(self.settings, mark)
+        except Exception as exc:  # the next publish finds out what is wrong, and says so
+            log.debug("could not check the relay mark: %s", exc)
+            return
+        if not marked:
+            log.warning("Kafka lost the relay's mark (restarted empty?): reconnecting")
+            await self._drop_producer()
+
+    async def _rewind_outbox(self) -> None:
+        """Mark every published outbox row unpublished again, in one statement.
+
+        A batch a caller read before this (`_send_all`) is dropped (OutboxRewound): sent now, its
+        rows would reach the new broker ahead of older ones of the same aggregates.
+        """
+        conn = self._conn
+        if conn is None:
+            return  # not the leader: the leader's own connect does it
+        status = await conn.execute(_REWIND_OUTBOX)
+        rewound = int(status.rsplit(" ", 1)[-1])
+        if not rewound:
+            return
+        log.warning(
+            "Kafka has no mark of this outbox, %d of whose events were published (a broker that "
+            "lost its data, such as an in-memory one restarted): publishing the outbox again "
+            "from its first event; consumers skip what they have already applied",
+            rewound,
+            extra={"bootstrap": self.settings.kafka_bootstrap, "rewound": rewound},
+        )
+        self._rewound = True
+
     async def _send_all(self, rows: list[asyncpg.Record]) -> None:
         await self.connect_kafka()
+        if self._rewound:
+            self._rewound = False
+            raise OutboxRewound("the outbox was rewound; read from its first row again")
         assert self._producer is not None
         try:
             async with asyncio.timeout(self.ack_timeout_s):
@@ -317,6 +393,25 @@ class OutboxRelay:
     async def _close(self) -> None:
         await self._drop_producer()
         await self._drop_leadership()
+
+
+def relay_mark_topic(prefix: str) -> str:
+    """A topic only the relay creates, once the broker has the whole outbox: its absence means a
+    broker that never got this outbox, or lost it. (Its existence is the mark, not its records:
+    Tansu's ListOffsets answers 0 for a partition holding one record.)"""
+    return f"{prefix}.relay-mark"
+
+
+async def topic_exists(settings: Settings, topic: str) -> bool:
+    """Whether the broker has `topic` (from its metadata; asking creates nothing)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        return topic in await consumer.topics()
+    finally:
+        await consumer.stop()
 
 
 async def _close_quietly(conn: asyncpg.Connection) -> None:

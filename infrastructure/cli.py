@@ -4,6 +4,7 @@
     tulifo services       local services only; prints `export TULIFO_...` lines
     tulifo api|worker|relay
     tulifo migrate
+    tulifo replay         rebuild topics, tables and read models from the outbox
     tulifo create-admin --email ... --name ...
 
 Settings come from `TULIFO_*` environment variables (infrastructure/settings.py).
@@ -27,7 +28,14 @@ import httpx
 from pydantic import ValidationError
 
 from infrastructure.local import LocalServiceError, LocalServices, Mode
-from infrastructure.local.supervise import Children, Interrupted, ShutdownSignals, wait_for_exit
+from infrastructure.local.supervise import (
+    DEPENDENT_STOP_TIMEOUT_S,
+    Backoff,
+    Children,
+    Interrupted,
+    ShutdownSignals,
+    Supervisor,
+)
 from infrastructure.logging import configure_logging
 from infrastructure.processes import ManagedProcess, port_open
 from infrastructure.settings import Settings, get_settings
@@ -96,19 +104,57 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
                 children.spawn(name, [*me, name], env)
             _wait_for_api(f"{base_url}/health", lambda: api.alive)
             print(_banner(base_url, services, children.processes), flush=True)
-            dead = wait_for_exit(children.processes)
-            log.error(
-                "%s exited with code %s; stopping everything (tulifo dev does not restart it)",
-                dead.name,
-                dead.popen.returncode,
-            )
-            return 1
+            return _supervise(services, children)
         except Interrupted:
             return 0
         finally:
             signals.cleaning_up()
             children.stop()
             services.stop()
+
+
+def _supervise(services: LocalServices, children: Children | None = None) -> int:
+    """Restart whatever exits, until a signal; returns 1 if a process that cannot be restarted
+    in place (the embedded PostgreSQL) exited."""
+    supervisor = Supervisor(Backoff())
+    app = {proc.name for proc in children.processes} if children is not None else set()
+    restartable = {id(embedded.proc) for embedded in services.embedded.values()}
+    for proc in services.processes:
+        if id(proc) not in restartable:
+            supervisor.watch(proc.name, proc, None)
+    for embedded in services.embedded.values():
+        # A worker or relay that outlived an in-memory broker would go on from offsets and
+        # producer state the new one never had: they stop with it and start after it, and the
+        # relay then republishes the outbox into the empty broker (bridges/relay.py).
+        volatile_kafka = embedded.service == "kafka" and embedded.volatile
+        dependents = [name for name in ("relay", "worker") if volatile_kafka and name in app]
+        if volatile_kafka and children is None:
+            # `tulifo services`: the worker and relay run by hand.
+            def remind() -> None:
+                log.warning(
+                    "Kafka came back empty: restart `tulifo relay` and `tulifo worker` so the "
+                    "relay republishes the outbox and the worker starts over"
+                )
+
+            embedded.after_restart.append(remind)
+
+        def restart(service: str = embedded.service) -> ManagedProcess:
+            return services.restart(service)
+
+        supervisor.watch(embedded.name, embedded.proc, restart, dependents=dependents)
+    if children is not None:
+        for proc in children.processes:
+
+            def respawn(name: str = proc.name) -> ManagedProcess:
+                assert children is not None
+                return children.respawn(name)
+
+            def stop(name: str = proc.name) -> None:
+                assert children is not None
+                children.stop([name], timeout=DEPENDENT_STOP_TIMEOUT_S)
+
+            supervisor.watch(proc.name, proc, respawn, stop=stop)
+    return supervisor.run()
 
 
 def _local_address(host: str) -> str:
@@ -145,7 +191,7 @@ def _banner(base_url: str, services: LocalServices, processes: Sequence[ManagedP
         payments = f"Stripe {stripe.url}"
     procs = ", ".join(f"{p.name} (pid {p.popen.pid})" for p in processes)
     embedded = [s.name for s in services.statuses if s.mode is Mode.EMBEDDED]
-    volatile = [name for name in embedded if name in ("kafka", "mongodb", "redis", "stripe")]
+    volatile = [name for name in embedded if name in ("redis", "stripe")]
     note = f"  ({', '.join(volatile)}: in memory, gone when this stops)" if volatile else ""
     rule = "─" * 78
     lines = [
@@ -161,7 +207,8 @@ def _banner(base_url: str, services: LocalServices, processes: Sequence[ManagedP
         "",
         *(f"   {line}" for line in services.summary()),
         "",
-        " Ctrl-C stops everything. A process that exits stops everything too.",
+        " Ctrl-C stops everything. A process that exits is started again (backoff up to "
+        f"{Backoff().max_s:.0f}s).",
         rule,
     ]
     return "\n".join(lines)
@@ -183,9 +230,7 @@ def _services(args: argparse.Namespace, settings: Settings) -> int:
             for line in services.summary():
                 print(f"# {line}")
             print("# ready: local services are up; Ctrl-C stops them", flush=True)
-            dead = wait_for_exit(services.processes)
-            log.error("%s exited with code %s; stopping", dead.name, dead.popen.returncode)
-            return 1
+            return _supervise(services)
         except Interrupted:
             return 0
         finally:
@@ -245,6 +290,34 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"applied {name}")
     if not applied:
         print(f"{target} is up to date ({len(discover())} migrations)")
+    return 0
+
+
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from bridges.replay import ReplayRefused, replay
+
+    _logging(settings, "replay")
+    target = settings.model_copy(
+        update={
+            "database_url": args.database_url or settings.database_url,
+            "topic_prefix": args.topic_prefix or f"{settings.topic_prefix}-r{args.stamp}",
+            "faust_app_id": args.app_id or f"{settings.faust_app_id}-r{args.stamp}",
+            "faust_data_dir": str(Path(settings.faust_data_dir) / f"replay-{args.stamp}"),
+            "faust_web_port": None,
+        }
+    )
+    try:
+        report = asyncio.run(
+            replay(
+                settings, target, in_place=args.in_place, deadline_s=args.timeout, progress=print
+            )
+        )
+    except (ReplayRefused, TimeoutError, RuntimeError) as exc:
+        raise CommandError(str(exc)) from exc
+    print(
+        f"replayed {report.events} events in {report.seconds:.1f}s into topics "
+        f"{report.topic_prefix}.* (app id {report.app_id})"
+    )
     return 0
 
 
@@ -308,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run everything locally: services, migrations, API, worker, relay",
         description="Use the configured services that answer and start embedded stand-ins for "
         "the others, apply migrations, then run the API, the Faust worker and the outbox relay "
-        "until Ctrl-C. A process that exits stops everything with a non-zero exit code.",
+        "until Ctrl-C. A process or embedded service that exits is started again, with a "
+        "capped exponential backoff.",
     )
     dev.add_argument("--port", type=int, help="API port (default: TULIFO_API_PORT, 8000)")
     dev.add_argument("--host", help="API address (default: TULIFO_API_HOST, 127.0.0.1)")
@@ -377,6 +451,33 @@ def build_parser() -> argparse.ArgumentParser:
         "migrations and print each one applied.",
     )
     migrate.set_defaults(handler=_migrate)
+
+    replay = sub.add_parser(
+        "replay",
+        help="rebuild topics, tables and read models from the outbox (the event store)",
+        description="Publish the whole outbox to a new generation of topics and fold it with a "
+        "fresh Faust app id into empty read models, then stop (bridges/replay.py). Nothing is "
+        "emailed or notified again: only the read-model agents run.",
+    )
+    stamp = time.strftime("%Y%m%d%H%M%S")
+    replay.add_argument(
+        "--database-url",
+        help="where to rebuild the analytics read models (default: the configured database, "
+        "which needs --in-place)",
+    )
+    replay.add_argument(
+        "--topic-prefix", help=f"the new topics' prefix (default: <TULIFO_TOPIC_PREFIX>-r{stamp})"
+    )
+    replay.add_argument(
+        "--app-id", help=f"the new Faust app id (default: <TULIFO_FAUST_APP_ID>-r{stamp})"
+    )
+    replay.add_argument(
+        "--in-place",
+        action="store_true",
+        help="empty and rebuild the configured database's read models (stop live workers first)",
+    )
+    replay.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (600)")
+    replay.set_defaults(handler=_replay, stamp=stamp)
 
     admin = sub.add_parser(
         "create-admin",

@@ -98,8 +98,12 @@ class Settings(BaseSettings):
     fold_batch_max: int = 5000
     fold_batch_seconds: float = 0.1
     # Tansu answers a waiting fetch only when the wait runs out: Faust's hard-coded 1,500 ms made
-    # produce->consume ~384 ms median there, 500 ms made it ~7 ms (DESIGN.md §7).
-    consumer_fetch_max_wait_ms: int = 500
+    # produce->consume ~384 ms median there (DESIGN.md §7). At 1k events/s end to end, 500 ms
+    # gave a materialization lag p99 of 434-781 ms, 100 ms gave 420 ms (bench/README.md).
+    consumer_fetch_max_wait_ms: int = 100
+    # Which agents a worker runs (comma-separated names of streams/app.py AGENT_MODULES); empty
+    # runs them all. `tulifo replay` runs only the read-model folds, so a rebuild sends no email.
+    worker_agents: str = ""
 
     # --- outbox relay
     relay_batch_size: int = 500

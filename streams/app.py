@@ -28,12 +28,25 @@ from agents import escrow, notifications, ratings
 from agents.runtime import AgentDeps
 from infrastructure.settings import Settings
 
-# Every agent module registers itself here: `register(app, deps)`.
-AGENT_MODULES: tuple[Callable[[faust.App, AgentDeps], None], ...] = (
-    notifications.register,
-    escrow.register,
-    ratings.register,
-)
+# Every agent module registers itself here, by name: `register(app, deps)`.
+AGENT_MODULES: dict[str, Callable[[faust.App, AgentDeps], None]] = {
+    "notifications": notifications.register,
+    "escrow": escrow.register,
+    "ratings": ratings.register,
+}
+# The agents that only fold events into tables and read models: no outside effect, so a replay
+# may run them over the whole history.
+READ_MODEL_AGENTS = ("escrow", "ratings")
+
+
+def chosen_agents(names: str) -> list[str]:
+    """The agents `TULIFO_WORKER_AGENTS` names (all when empty); ValueError for an unknown one."""
+    wanted = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = sorted(set(wanted) - set(AGENT_MODULES))
+    if unknown:
+        raise ValueError(f"unknown agents {unknown}; known: {sorted(AGENT_MODULES)}")
+    return wanted or list(AGENT_MODULES)
+
 
 # Faust's own default port, used only when `faust_web_port` is set without a value of its own.
 _FAUST_DEFAULT_WEB_PORT = 6066
@@ -72,8 +85,8 @@ def create_app(settings: Settings, deps: AgentDeps | None = None) -> faust.App:
     )
     _set_fetch_wait(settings.consumer_fetch_max_wait_ms)
     deps = deps or AgentDeps.from_settings(settings)
-    for register in AGENT_MODULES:
-        register(app, deps)
+    for name in chosen_agents(settings.worker_agents):
+        AGENT_MODULES[name](app, deps)
     if settings.faust_web_port is not None:
         _add_metrics_page(app)
     return app

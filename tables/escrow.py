@@ -79,7 +79,8 @@ def new_balance(
 def apply(state: State | None, event: Event) -> State:
     """`state` after `event` (a copy where it changes); raises PoisonEvent for an event that
     contradicts what the gig's earlier events said."""
-    state = {"seq": 0, "bookings": {}} if state is None else state
+    # A gig whose events so far were all of other kinds holds only its sequence.
+    state = {"seq": 0, "bookings": {}, **(state or {})}
     data = event.data
     try:
         if event.type == "booking.created":
@@ -267,7 +268,7 @@ class EscrowSink(PostgresSink):
     name = "escrow_balances"
 
     async def write_values(self, conn: asyncpg.Connection, items: list[tuple[str, Any]]) -> None:
-        balances = [b for _, state in items for b in state["bookings"].values()]
+        balances = [b for _, state in items for b in state.get("bookings", {}).values()]
         if not balances:
             return
         await conn.executemany(_UPSERT_BALANCE, [balance_row(b) for b in balances])

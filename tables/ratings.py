@@ -45,8 +45,8 @@ def apply(state: State | None, event: Event) -> State:
     role = data.get("reviewee_role")
     if role not in ("worker", "client"):
         raise PoisonEvent(f"review.created reviewee_role must be worker or client, not {role!r}")
-    if state is None:
-        state = {"seq": 0, "role": role, "count": 0, "sum": 0, "stars": [0, 0, 0, 0, 0]}
+    if state is None or "count" not in state:
+        state = {"seq": 0, **(state or {}), "count": 0, "sum": 0, "stars": [0, 0, 0, 0, 0]}
     stars = list(state["stars"])
     stars[rating - 1] += 1
     return {

@@ -89,7 +89,9 @@ CREATE TABLE analytics.escrow_movements (
     fee_cents    bigint NOT NULL,
     currency     char(3) NOT NULL,
     occurred_at  timestamptz NOT NULL,
-    day          date NOT NULL
+    day          date NOT NULL,
+    -- When the worker wrote it: materialized_at - occurred_at is this event's end-to-end lag.
+    materialized_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX escrow_movements_day ON analytics.escrow_movements (day, currency);
 

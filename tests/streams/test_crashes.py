@@ -17,8 +17,8 @@ import asyncpg
 import pytest
 
 from bridges.relay import OutboxRelay
-from infrastructure.database import create_pool
-from infrastructure.processes import ManagedProcess
+from infrastructure.embedded import start_tansu
+from infrastructure.processes import ManagedProcess, free_port
 from infrastructure.settings import Settings
 from streams.events import Event
 from tests.conftest import wait_until
@@ -27,6 +27,7 @@ from tests.streams.gig_factories import random_mix
 from tests.streams.workers import (
     REPO,
     Worker,
+    append_to_outbox,
     balances,
     event_store,
     new_app_id,
@@ -38,8 +39,6 @@ from tests.streams.workers import (
 
 # ~3.2 events per gig on average: 3,300 gigs make a little over 10,000 events.
 GIGS = 3_300
-# Appended in slices, so the kill lands while events are still arriving.
-SLICE = 400
 # A survivor takes a dead member's partitions after the session timeout (10 s) and a rebalance.
 CATCH_UP_S = 150.0
 
@@ -54,32 +53,8 @@ class Stream:
 
     async def append(self, upto: int) -> None:
         """Commit events [appended, upto) to the outbox, as the write side would."""
-        from bridges.outbox import _APPEND
-        from streams.topics import stream_of
-
-        pool = await create_pool(self.settings.database_url, min_size=1, max_size=1)
-        try:
-            async with pool.acquire() as conn:
-                while self.appended < upto:
-                    chunk = self.events[self.appended : min(upto, self.appended + SLICE)]
-                    async with conn.transaction():
-                        await conn.executemany(
-                            _APPEND,
-                            [
-                                (
-                                    e.event_id,
-                                    e.type,
-                                    stream_of(e.type),
-                                    e.aggregate_id,
-                                    e.model_dump(mode="json", exclude={"sequence"}),
-                                    e.occurred_at,
-                                )
-                                for e in chunk
-                            ],
-                        )
-                    self.appended += len(chunk)
-        finally:
-            await pool.close()
+        await append_to_outbox(self.settings.database_url, self.events[self.appended : upto])
+        self.appended = max(self.appended, upto)
 
     async def materialized(self) -> int:
         conn = await asyncpg.connect(self.settings.database_url)
@@ -211,3 +186,52 @@ def spawn_relay(settings: Settings, directory: Path, name: str) -> ManagedProces
         cwd=REPO,
         log_path=directory / f"{name}.log",
     )
+
+
+async def test_a_broker_restarted_empty_is_refilled_from_the_outbox_and_nothing_doubles(
+    mongo_url: str, tmp_path: Path
+) -> None:
+    """An in-memory broker that dies takes every topic, changelog and committed offset with it.
+    As `tulifo dev` does, the relay and the worker are started again with it; the relay finds
+    no mark of the outbox on the new broker and publishes all of it again, and the new worker
+    folds the whole history again over read models that already hold most of it."""
+    port = free_port()
+    broker, bootstrap = start_tansu(port)
+    events = random_mix(random.Random(8), gigs=GIGS)
+    try:
+        async with fresh_database("tulifo_broker") as database_url:
+            settings = Settings(
+                env="test",
+                database_url=database_url,
+                kafka_bootstrap=bootstrap,
+                mongo_url=mongo_url,
+                rabbitmq_url=None,
+                topic_prefix=f"b{uuid.uuid4().hex[:8]}",
+                faust_app_id=new_app_id(),
+                log_json=False,
+                relay_poll_seconds=0.1,
+            )
+            run = Stream(settings, tmp_path, events)
+            relays = [spawn_relay(settings, tmp_path, "relay1")]
+            try:
+                run.workers = [spawn_worker(settings, tmp_path, "w1")]
+                await run.append(len(events) // 2)
+                await wait_until(run.materialized, timeout=90, what="a first materialization")
+
+                broker.kill()
+                relays[0].kill()
+                run.workers[0].process.kill()
+                await run.append(3 * len(events) // 4)  # written while Kafka is gone
+                broker, _ = await asyncio.to_thread(start_tansu, port)
+                relays.append(spawn_relay(settings, tmp_path, "relay2"))
+                run.workers.append(spawn_worker(settings, tmp_path, "w2"))
+                await run.append(len(events))
+
+                await wait_for_the_truth(run)
+            finally:
+                for relay in relays:
+                    relay.stop()
+                for worker in run.workers:
+                    worker.process.kill()
+    finally:
+        broker.kill()

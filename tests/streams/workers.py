@@ -15,6 +15,8 @@ import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bridges.outbox import append_events
+from infrastructure.database import create_pool
 from infrastructure.processes import ManagedProcess, free_port
 from infrastructure.settings import Settings
 from streams.events import Event
@@ -85,6 +87,19 @@ class Worker:
                 if sample.name == "tulifo_fold_events_total":
                     counts[(sample.labels["agent"], sample.labels["outcome"])] += sample.value
         return counts
+
+
+async def append_to_outbox(database_url: str, events: list[Event], *, chunk: int = 400) -> None:
+    """Commit `events` to the outbox in transactions of `chunk`, with the write side's statement
+    (each gets its aggregate's next sequence)."""
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            for start in range(0, len(events), chunk):
+                async with conn.transaction():
+                    await append_events(conn, events[start : start + chunk])
+    finally:
+        await pool.close()
 
 
 # --- what the read models should hold, recomputed from the event store ------------------------
