@@ -34,6 +34,7 @@ format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
 
 bench: install ## the throughput and latency benchmark (bench/README.md)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench
 
 clean: ## remove the venv and local state

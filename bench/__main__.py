@@ -16,13 +16,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import api_write, kafka_ceiling, relay
+from bench import api_write, kafka_ceiling, relay, stream_e2e, stream_peers
 from bench.clients import CLIENT_KINDS
-from bench.environment import environment
+from bench.environment import environment, machine_name
 from bench.load import LoadResult
 from bench.report import Row, render_table, write_json
 
-BENCHES = ("kafka-ceiling", "relay", "api-write", "api-write-storm")
+# In the order they run: `stream` after the peers, whose rates its notes are given against.
+BENCHES = (
+    "kafka-ceiling",
+    "faust-table",
+    "quix",
+    "stream",
+    "relay",
+    "api-write",
+    "api-write-storm",
+)
+# The stream-processing peers share one topic of pre-produced events.
+PEER_BENCHES = {"faust-table", "quix"}
 # Both API benches run against one server process, the storm window after the calm one.
 API_BENCHES = {"api-write", "api-write-storm"}
 
@@ -30,18 +41,28 @@ API_BENCHES = {"api-write", "api-write-storm"}
 @dataclass(frozen=True)
 class Sizes:
     ceiling_messages: int
+    # Quix reads ~20x faster than the Faust baseline: more events keep its timed span ~1-3 s.
+    faust_events: int
+    quix_events: int
     relay_events: int
+    stream: stream_e2e.Plan
     api: api_write.Plan
 
 
 FULL = Sizes(
     ceiling_messages=100_000,
+    faust_events=30_000,
+    quix_events=200_000,
     relay_events=50_000,
+    stream=stream_e2e.Plan(e2e_events=50_000, stage_events=50_000, lag_rate=1_000, lag_seconds=10),
     api=api_write.Plan(rate=300, duration_s=10, warmup_s=2, users=100),
 )
 QUICK = Sizes(
     ceiling_messages=20_000,
+    faust_events=10_000,
+    quix_events=50_000,
     relay_events=10_000,
+    stream=stream_e2e.Plan(e2e_events=15_000, stage_events=15_000, lag_rate=1_000, lag_seconds=5),
     api=api_write.Plan(rate=300, duration_s=3, warmup_s=1, users=50),
 )
 
@@ -70,17 +91,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def run(selected: list[str], sizes: Sizes, workdir: Path) -> tuple[list[Row], dict[str, Any]]:
     rows: list[Row] = []
     details: dict[str, Any] = {}
-    needs_kafka = bool({"kafka-ceiling", "relay"} & set(selected))
+    # `stream` makes a database of its own (bench/stream_e2e.py says why).
+    needs_kafka = bool(({"kafka-ceiling", "relay", "stream"} | PEER_BENCHES) & set(selected))
     needs_database = bool(({"relay"} | API_BENCHES) & set(selected))
     async with environment(workdir=workdir, database=needs_database, kafka=needs_kafka) as env:
         settings = env.settings()
-        produce_ceiling = None
+        produce_ceiling = consume_ceiling = None
+        faust_rate = quix_rate = None
         if "kafka-ceiling" in selected:
             _say("kafka-ceiling: producing and consuming", sizes.ceiling_messages, "messages")
             ceiling = await kafka_ceiling.measure(settings, messages=sizes.ceiling_messages)
-            produce_ceiling = ceiling.produce_rate
+            produce_ceiling, consume_ceiling = ceiling.produce_rate, ceiling.consume_rate
             rows += ceiling.rows()
             details["kafka-ceiling"] = dataclasses.asdict(ceiling)
+        if PEER_BENCHES & set(selected):
+            faust_events = sizes.faust_events if "faust-table" in selected else None
+            quix_events = sizes.quix_events if "quix" in selected else None
+            counts = ", ".join(
+                f"{name} {n:,}"
+                for name, n in (("faust-table", faust_events), ("quix", quix_events))
+                if n
+            )
+            _say(f"stream peers, each in a child process: {counts} events")
+            peers = await stream_peers.measure(
+                settings.kafka_bootstrap,
+                topic_prefix=settings.topic_prefix,
+                workdir=workdir / "peers",
+                faust_events=faust_events,
+                quix_events=quix_events,
+            )
+            rows += peers.rows(consume_ceiling)
+            details["stream-peers"] = dataclasses.asdict(peers)
+            faust_rate = peers.faust.rate if peers.faust is not None else None
+            quix_rate = peers.quix.rate if peers.quix is not None else None
+        if "stream" in selected:
+            plan = sizes.stream
+            _say(
+                f"stream: end-to-end {plan.e2e_events:,} events, lag at {plan.lag_rate:,.0f}/s for"
+                f" {plan.lag_seconds:.0f} s, stateful stage",
+                plan.stage_events,
+                "events",
+            )
+            streamed = await stream_e2e.measure(
+                settings, run_id=env.run_id, workdir=workdir, plan=plan
+            )
+            rows += streamed.rows(faust=faust_rate, quix=quix_rate, consume_ceiling=consume_ceiling)
+            details["stream"] = stream_e2e.details(streamed)
         if "relay" in selected:
             _say("relay: publishing", sizes.relay_events, "outbox rows")
             relayed = await relay.measure(settings, events=sizes.relay_events)
@@ -159,13 +215,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tulifo-bench-") as workdir:
         rows, details = asyncio.run(run(selected, sizes, Path(workdir)))
     wall_s = time.monotonic() - clock
-    print()
+    machine = machine_name()
+    print(
+        f"\nmachine: {machine}, Python {platform.python_version()}, load average {load_before:.1f}"
+    )
     print(render_table(rows))
     meta = {
         "quick": args.quick,
         "benches": selected,
         "wall_s": round(wall_s, 1),
         "machine": {
+            "cpu_model": machine,
             "cpus": os.cpu_count(),
             "load_average_1m_before": round(load_before, 2),
             "python": platform.python_version(),

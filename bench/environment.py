@@ -3,6 +3,8 @@ migrated, dropped) and a Tansu broker it starts and kills. Everything lives on 1
 
 from __future__ import annotations
 
+import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -62,3 +64,15 @@ async def environment(*, workdir: Path, database: bool, kafka: bool) -> AsyncIte
             # Killed, not stopped: Tansu keeps nothing, and a polite stop waits ~5 s for clients.
             stack.callback(proc.kill)
         yield Environment(run_id, workdir, database_url, bootstrap)
+
+
+def machine_name() -> str:
+    """What the numbers were taken on: `lscpu`'s model name (from /proc/cpuinfo, where lscpu
+    reads it) and the CPU count, e.g. "AMD EPYC x2"."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model} x{os.cpu_count()}"

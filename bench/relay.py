@@ -19,10 +19,11 @@ from bench.report import Row, row
 from bridges.relay import OutboxRelay
 from infrastructure.settings import Settings
 from streams.events import new_event
+from streams.topics import stream_of
 from streams.users import UserRegistered
 
 DEADLINE_S = 120.0
-_COLUMNS = ["event_id", "event_type", "key", "payload", "created_at"]
+_COLUMNS = ["event_id", "event_type", "stream", "key", "sequence", "payload", "created_at"]
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,10 @@ class RelayResult:
         return rows
 
 
-def envelopes(count: int) -> list[tuple[uuid.UUID, str, str, str, datetime]]:
-    """Outbox rows exactly as the write side stores them (bridges/outbox.py)."""
+def envelopes(count: int) -> list[tuple[uuid.UUID, str, str, str, int, str, datetime]]:
+    """Outbox rows exactly as the write side stores them (bridges/outbox.py): each user is an
+    aggregate of its own on the `users` stream, so every registration is its sequence 1. A row
+    without a stream would be dead-lettered by the relay, not published to its topic."""
     records = []
     for i in range(count):
         user_id = uuid.uuid4()
@@ -53,11 +56,14 @@ def envelopes(count: int) -> list[tuple[uuid.UUID, str, str, str, datetime]]:
             user_id=user_id, email=f"bench-{i}@example.com", name=f"Bench {i}", role="worker"
         )
         event = new_event(data, aggregate_id=user_id, actor_id=user_id)
+        event = event.model_copy(update={"sequence": 1})
         records.append(
             (
                 event.event_id,
                 event.type,
+                stream_of(event.type),
                 event.aggregate_id,
+                1,
                 event.model_dump_json(),
                 event.occurred_at,
             )
