@@ -7,11 +7,12 @@ How a batch goes (DESIGN.md §4, §7):
 2. Each event moves its aggregate's `seq` (the last sequence folded, kept in the value itself):
    one at or below it is a redelivery (a relay retry, a replay, the tail reprocessed after a
    crash) and changes nothing; the next one is applied (or, for a type the fold does not take,
-   only counted, read from the headers without decoding); one further ahead means an earlier
-   event has not come, and is dead-lettered rather than folded out of order (a republished
-   stream brings it again, in order). The dedupe lives in the value, so it survives a crash
-   together with the state it protects.
-3. The sink writes the working value of every key the batch touched (duplicates included: after
+   only counted, read from the headers without decoding); one further ahead means earlier
+   events are missing here (a table recovered short of its changelog's end: Tansu answers
+   ListOffsets low, so Faust can stop reading a changelog early; a broker that lost them; a
+   trimmed topic), and they are read from the outbox, the event store, and folded first. The
+   dedupe lives in the value, so it survives a crash together with the state it protects.
+3. The sinks write the working value of every key the batch touched (duplicates included: after
    a crash the table may be ahead of the read model, and writing its value catches the read model
    up). A store that is down is back-pressure: the batch waits, unacked, and nothing new is taken.
 4. The values go into the table's memory store and one changelog record per key per batch goes
@@ -40,6 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import asyncpg
 import faust
 import orjson
 from faust.stores.memory import Store as MemoryStore
@@ -48,7 +50,7 @@ from prometheus_client import Counter
 from agents.runtime import AgentDeps, DeadLetters, decode_event, header_value
 from streams.events import Event, PoisonEvent
 from streams.topics import STREAMS, stream_of, stream_topic
-from tables.sink import Sink, SinkUnavailable
+from tables.sink import PG_UNAVAILABLE, Sink, SinkUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,8 @@ class Fold:
     types: frozenset[str]
     # The value after one more event (a new dict; may raise PoisonEvent). `seq` is the runner's.
     apply: Callable[[State | None, Event], State]
-    sink: Callable[[AgentDeps], Sink]
+    # Where the values are materialized; each is written before the batch is acked.
+    sinks: tuple[Callable[[AgentDeps], Sink], ...]
     # Events to publish for a key whose value changed in a batch (key, new value).
     derive: Callable[[str, State], Sequence[Event]] | None = None
 
@@ -175,13 +178,14 @@ class FoldRunner:
             value_serializer="raw",
         )
         self.dead_letters = DeadLetters(app, settings, deps.retry)
-        self._sink: Sink | None = None
+        self._sinks: list[Sink] | None = None
+        self._outbox: asyncpg.Pool | None = None
 
     @property
-    def sink(self) -> Sink:
-        if self._sink is None:
-            self._sink = self.fold.sink(self.deps)
-        return self._sink
+    def sinks(self) -> list[Sink]:
+        if self._sinks is None:
+            self._sinks = [make(self.deps) for make in self.fold.sinks]
+        return self._sinks
 
     # --- the pure-ish part: one batch into working values ---------------------------------
 
@@ -208,13 +212,11 @@ class FoldRunner:
                 state = batch.working[key] if key in batch.working else data.get(key)
                 last = int(state["seq"]) if state is not None else 0
                 if sequence > last + 1:
-                    # An earlier event of this aggregate has not come (yet): applying this one
-                    # now would fold out of order. A republished stream brings it again in
-                    # order; anything else is a loss upstream worth a dead letter's noise.
-                    raise PoisonEvent(
-                        f"sequence gap on {key}: event {sequence} after {last}; its "
-                        "predecessors must be folded first"
-                    )
+                    # Earlier events of this aggregate are missing here: a table recovered short
+                    # of its changelog's end, a broker that lost them, a trimmed topic. Folding
+                    # this one now would skip them; the event store has them, in order.
+                    state = await self._fill_gap(batch, key, state, last, sequence)
+                    last = sequence - 1
                 batch.partition_of[key] = message.partition
                 if sequence <= last:
                     batch.outcomes["duplicate"] += 1
@@ -229,12 +231,14 @@ class FoldRunner:
                 batch.working[key] = state
                 if event is not None and event.type in types:
                     batch.messages_of[key].append(message)
-                    self.sink.add(
-                        partition=message.partition,
-                        key=key,
-                        value=state,
-                        occurred_at=event.occurred_at,
-                    )
+                    for sink in self.sinks:
+                        sink.add(
+                            partition=message.partition,
+                            key=key,
+                            value=state,
+                            occurred_at=event.occurred_at,
+                            event_id=str(event.event_id),
+                        )
             except PoisonEvent as exc:
                 await self._dead_letter([message], str(exc))
                 batch.outcomes["dead_lettered"] += 1
@@ -244,10 +248,64 @@ class FoldRunner:
                 batch.outcomes["dead_lettered"] += 1
         return batch
 
+    async def _fill_gap(
+        self, batch: Batch, key: str, state: State | None, last: int, sequence: int
+    ) -> State | None:
+        """Fold the aggregate's events last+1 .. sequence-1 from the outbox (the event store)."""
+        failures = 0
+        while True:
+            try:
+                missing = await self._from_event_store(key, after=last, before=sequence)
+                break
+            except PG_UNAVAILABLE as exc:  # the batch waits, unacked, as for its sinks
+                failures += 1
+                delay = self.deps.retry.delay(failures)
+                log.warning("%s: event store unavailable (%s); retrying", self.fold.name, exc)
+                await asyncio.sleep(delay)
+        if [e.sequence for e in missing] != list(range(last + 1, sequence)):
+            raise PoisonEvent(
+                f"sequence gap on {key}: event {sequence} after {last}, and the event store "
+                f"has {len(missing)} of the {sequence - last - 1} in between"
+            )
+        log.warning(
+            "%s: %s had folded up to %d when %d came; %d events taken from the event store",
+            self.fold.name,
+            key,
+            last,
+            sequence,
+            len(missing),
+        )
+        batch.outcomes["filled"] += len(missing)
+        for event in missing:
+            if event.type in self.fold.types:
+                state = {**self.fold.apply(state, event), "seq": event.sequence}
+                batch.changed.add(key)
+            else:
+                state = {**(state or {}), "seq": event.sequence}
+        return state
+
+    async def _from_event_store(self, key: str, *, after: int, before: int) -> list[Event]:
+        if self._outbox is None:
+            self._outbox = await asyncpg.create_pool(
+                self.deps.settings.database_url, min_size=1, max_size=1, command_timeout=30
+            )
+        rows = await self._outbox.fetch(
+            """SELECT payload::text AS payload FROM outbox
+                WHERE stream = $1 AND key = $2 AND sequence > $3 AND sequence < $4
+                ORDER BY sequence""",
+            self.fold.stream,
+            key,
+            after,
+            before,
+        )
+        return [Event.model_validate_json(row["payload"]) for row in rows]
+
     # --- making it visible: read model, table + changelog, derived events -----------------
 
     async def commit_batch(self, batch: Batch) -> None:
-        refused = await self._flush_sink()
+        refused: dict[str, str] = {}
+        for sink in self.sinks:
+            refused |= await self._flush_sink(sink)
         for key, reason in refused.items():
             # The store would not take this value: keep the table as it was for this key and
             # park its events, so a republish applies them again once the cause is fixed.
@@ -317,11 +375,11 @@ class FoldRunner:
                 )
                 await asyncio.sleep(delay)
 
-    async def _flush_sink(self) -> dict[str, str]:
+    async def _flush_sink(self, sink: Sink) -> dict[str, str]:
         failures = 0
         while True:
             try:
-                return await self.sink.flush()
+                return await sink.flush()
             except SinkUnavailable as exc:
                 failures += 1
                 delay = self.deps.retry.delay(failures)

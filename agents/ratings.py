@@ -23,7 +23,7 @@ FOLD = Fold(
     stream="reviews",
     types=ratings.TYPES,
     apply=ratings.apply,
-    sink=lambda deps: ratings.RatingsSink(deps.settings.database_url),
+    sinks=(lambda deps: ratings.RatingsSink(deps.settings.database_url),),
     derive=_announce,
 )
 

@@ -94,7 +94,9 @@ async def run(selected: list[str], sizes: Sizes, workdir: Path) -> tuple[list[Ro
     # `stream` makes a database of its own (bench/stream_e2e.py says why).
     needs_kafka = bool(({"kafka-ceiling", "relay", "stream"} | PEER_BENCHES) & set(selected))
     needs_database = bool(({"relay"} | API_BENCHES) & set(selected))
-    async with environment(workdir=workdir, database=needs_database, kafka=needs_kafka) as env:
+    async with environment(
+        workdir=workdir, database=needs_database, kafka=needs_kafka, mongo="stream" in selected
+    ) as env:
         settings = env.settings()
         produce_ceiling = consume_ceiling = None
         faust_rate = quix_rate = None

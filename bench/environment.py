@@ -1,5 +1,6 @@
 """What a bench run stands on: a database of its own on the machine's PostgreSQL (created,
-migrated, dropped) and a Tansu broker it starts and kills. Everything lives on 127.0.0.1."""
+migrated, dropped), a Tansu broker it starts and kills, and for the stream rows a SecantusDB (the
+escrow agent's `client_data`). Everything lives on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from infrastructure.embedded import start_tansu
+from infrastructure.embedded import start_secantus, start_tansu
 from infrastructure.migrations import scratch_database
 from infrastructure.settings import Settings
 
@@ -30,6 +31,7 @@ class Environment:
     workdir: Path
     database_url: str | None
     kafka_bootstrap: str | None
+    mongo_url: str | None = None
 
     def settings(self) -> Settings:
         """Settings for in-process clients (the relay); the API server gets `server_env()`."""
@@ -37,6 +39,8 @@ class Environment:
             env="test",
             database_url=self.database_url or "postgresql://unused",
             kafka_bootstrap=self.kafka_bootstrap or f"{HOST}:1",
+            mongo_url=self.mongo_url or f"mongodb://{HOST}:1",
+            mongo_database=f"bench_{self.run_id}",
             redis_url=REDIS_URL,
             rabbitmq_url=None,
             register_max_per_ip=REGISTER_MAX_PER_IP,
@@ -49,7 +53,9 @@ class Environment:
 
 
 @asynccontextmanager
-async def environment(*, workdir: Path, database: bool, kafka: bool) -> AsyncIterator[Environment]:
+async def environment(
+    *, workdir: Path, database: bool, kafka: bool, mongo: bool = False
+) -> AsyncIterator[Environment]:
     """Start what the selected benches need; tear it all down however the run ends."""
     run_id = uuid.uuid4().hex[:8]
     async with AsyncExitStack() as stack:
@@ -63,7 +69,11 @@ async def environment(*, workdir: Path, database: bool, kafka: bool) -> AsyncIte
             proc, bootstrap = start_tansu(log_path=workdir / "tansu.log")
             # Killed, not stopped: Tansu keeps nothing, and a polite stop waits ~5 s for clients.
             stack.callback(proc.kill)
-        yield Environment(run_id, workdir, database_url, bootstrap)
+        mongo_url = None
+        if mongo:
+            secantus, mongo_url = start_secantus(log_path=workdir / "secantus.log")
+            stack.callback(secantus.stop)
+        yield Environment(run_id, workdir, database_url, bootstrap, mongo_url)
 
 
 def machine_name() -> str:

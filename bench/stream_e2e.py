@@ -27,7 +27,7 @@ gig, money or not, is in). The worker's /metrics only says when that is worth as
 
 The bench runs on a database of its own (`tulifo_bench_<id>_stream`, migrated, dropped at the
 end): the relay republishes the whole outbox to a topic prefix it finds empty (bridges/relay.py,
-`_republish_outbox`), so the other benches' outbox rows and this bench's fresh prefixes must not
+`connect_kafka`), so the other benches' outbox rows and this bench's fresh prefixes must not
 meet, and the counts above are then exact.
 """
 

@@ -26,8 +26,8 @@ import asyncpg
 from streams.events import Event, PoisonEvent
 from tables.sink import PostgresSink
 
-# What each event does to a hold; the gig's other events (bids, status moves) leave it alone.
-TYPES: Final = frozenset(
+# What each event does to a hold; the gig's other events (bids) leave it alone.
+MONEY_TYPES: Final = frozenset(
     {
         "booking.created",
         "escrow.funded",
@@ -37,6 +37,11 @@ TYPES: Final = frozenset(
         "dispute.resolved",
     }
 )
+# The project's own moves: its title and status travel with its money (client_data).
+PROJECT_TYPES: Final = frozenset(
+    {"project.created", "project.updated", "project.status_changed", "bid.accepted"}
+)
+TYPES: Final = MONEY_TYPES | PROJECT_TYPES | {"project.delivered"}
 
 # The hold's status after a dispute, as the write side sets it (api/disputes/service.py).
 _AFTER_DISPUTE: Final = {"release": "released", "refund": "refunded", "split": "split"}
@@ -83,6 +88,8 @@ def apply(state: State | None, event: Event) -> State:
     state = {"seq": 0, "bookings": {}, **(state or {})}
     data = event.data
     try:
+        if event.type in PROJECT_TYPES or event.type == "project.delivered":
+            return _with_project(state, event)
         if event.type == "booking.created":
             balance = new_balance(
                 booking_id=data["booking_id"],
@@ -140,15 +147,51 @@ def apply(state: State | None, event: Event) -> State:
                 balance["status"] = "refunded"
             return _with(state, event, balance, _movement(event, "refunded", amount, 0))
         if event.type == "dispute.opened":
+            state = _project_status(state, "disputed", event)
             balance = {**balance, "status": "frozen"}
             held = balance["held_cents"]
             return _with(state, event, balance, _movement(event, "disputed", held, 0))
         if event.type == "dispute.resolved":
+            state = _project_status(state, data["project_status"], event)
             balance = {**balance, "status": _AFTER_DISPUTE[data["resolution"]]}
             return _with(state, event, balance)
     except (KeyError, TypeError, ValueError) as exc:
         raise PoisonEvent(f"{event.type} data invalid: {type(exc).__name__}: {exc}") from exc
     raise PoisonEvent(f"the escrow fold does not take {event.type}")
+
+
+def _with_project(state: State, event: Event) -> State:
+    """The project's metadata after one of its own moves."""
+    data = event.data
+    project = dict(state.get("project") or {})
+    if event.type == "project.created":
+        project.update(
+            title=data["title"],
+            client_id=data["client_id"],
+            budget_cents=data["budget_cents"],
+            currency=data["currency"],
+            status=data["status"],
+            created_at=event.occurred_at.isoformat(),
+        )
+    elif event.type == "project.updated":
+        changed = data.get("project") or {}
+        project.update(
+            {k: v for k, v in changed.items() if k in ("title", "budget_cents", "currency")}
+        )
+    elif event.type == "project.status_changed":
+        project["status"] = data["to_status"]
+    elif event.type == "bid.accepted":
+        project.update(status="awarded", worker_id=data["worker_id"])
+    elif event.type == "project.delivered":
+        project["status"] = "delivered"
+    project["updated_at"] = event.occurred_at.isoformat()
+    return {**state, "project": project}
+
+
+def _project_status(state: State, status: str, event: Event) -> State:
+    project = {**(state.get("project") or {}), "status": status}
+    project["updated_at"] = event.occurred_at.isoformat()
+    return {**state, "project": project}
 
 
 def _find(state: State, data: dict[str, Any]) -> Balance | None:
@@ -240,7 +283,8 @@ def balance_row(balance: Balance) -> tuple[Any, ...]:
     )
 
 
-def movement_rows(balance: Balance) -> list[tuple[Any, ...]]:
+def movement_rows(balance: Balance, only: set[str] | None = None) -> list[tuple[Any, ...]]:
+    """Rows of the balance's movements (those of the events in `only`, when given)."""
     parties = (
         uuid.UUID(balance["booking_id"]),
         uuid.UUID(balance["project_id"]),
@@ -258,6 +302,7 @@ def movement_rows(balance: Balance) -> list[tuple[Any, ...]]:
             datetime.fromisoformat(m["occurred_at"]),
         )
         for m in balance["movements"]
+        if only is None or m["event_id"] in only
     ]
 
 
@@ -272,6 +317,9 @@ class EscrowSink(PostgresSink):
         if not balances:
             return
         await conn.executemany(_UPSERT_BALANCE, [balance_row(b) for b in balances])
-        movements = [row for b in balances for row in movement_rows(b)]
+        # Only the movements of this batch's events (applied or redelivered): the earlier ones
+        # were written before their own batches were acked.
+        wanted = {event_id for key, _ in items for event_id in self.events.get(key, ())}
+        movements = [row for b in balances for row in movement_rows(b) if str(row[0]) in wanted]
         if movements:
             await conn.executemany(_INSERT_MOVEMENT, movements)

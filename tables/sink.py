@@ -51,9 +51,15 @@ class Sink(ABC):
     def __init__(self) -> None:
         self._buffer: dict[int, dict[str, Any]] = defaultdict(dict)
         self._oldest: dict[str, datetime] = {}
+        # The events behind each buffered value: a sink that writes one row per event writes
+        # those, not every event the value has ever folded.
+        self.events: dict[str, set[str]] = defaultdict(set)
 
-    def add(self, *, partition: int, key: str, value: Any, occurred_at: datetime) -> None:
+    def add(
+        self, *, partition: int, key: str, value: Any, occurred_at: datetime, event_id: str
+    ) -> None:
         self._buffer[partition][key] = value
+        self.events[key].add(event_id)
         seen = self._oldest.get(key)
         if seen is None or occurred_at < seen:
             self._oldest[key] = occurred_at
@@ -76,6 +82,7 @@ class Sink(ABC):
         SINK_WRITES.labels(sink=self.name).inc(len(values) - len(refused))
         self._buffer.clear()
         self._oldest.clear()
+        self.events.clear()
         return refused
 
     @abstractmethod
@@ -87,7 +94,7 @@ class Sink(ABC):
 
 
 # Errors that say "PostgreSQL is not reachable or not answering", not "this row is wrong".
-_PG_UNAVAILABLE: tuple[type[BaseException], ...] = (
+PG_UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.exceptions.InterfaceError,
@@ -115,7 +122,7 @@ class PostgresSink(Sink):
                 self._pool = await asyncpg.create_pool(
                     self.database_url, min_size=1, max_size=2, command_timeout=30
                 )
-            except _PG_UNAVAILABLE as exc:
+            except PG_UNAVAILABLE as exc:
                 raise SinkUnavailable(f"{type(exc).__name__}: {exc}") from exc
         assert self._pool is not None
         return self._pool
@@ -132,7 +139,7 @@ class PostgresSink(Sink):
                     await self.write_values(conn, list(values.items()))
                 return {}
             except asyncpg.PostgresError as exc:
-                if isinstance(exc, _PG_UNAVAILABLE):
+                if isinstance(exc, PG_UNAVAILABLE):
                     raise
                 SINK_FAILURES.labels(sink=self.name, kind="refused").inc()
                 log.error("%s refused a batch (%s); writing it key by key", self.name, exc)
@@ -142,11 +149,11 @@ class PostgresSink(Sink):
                     async with pool.acquire() as conn, conn.transaction():
                         await self.write_values(conn, [(key, value)])
                 except asyncpg.PostgresError as exc:
-                    if isinstance(exc, _PG_UNAVAILABLE):
+                    if isinstance(exc, PG_UNAVAILABLE):
                         raise
                     refused[key] = f"{self.name}: {type(exc).__name__}: {exc}"
             return refused
-        except _PG_UNAVAILABLE as exc:
+        except PG_UNAVAILABLE as exc:
             SINK_FAILURES.labels(sink=self.name, kind="unavailable").inc()
             raise SinkUnavailable(f"{type(exc).__name__}: {exc}") from exc
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from tests.streams.workers import (
     append_to_outbox,
     balances,
     event_store,
-    new_app_id,
+    pipeline_settings,
     ratings_rows,
     recompute,
     spawn_worker,
@@ -107,16 +106,8 @@ async def stream(kafka: str, mongo_url: str, tmp_path: Path) -> AsyncIterator[St
     events = random_mix(random.Random(6), gigs=GIGS)
     assert len(events) >= 10_000
     async with fresh_database("tulifo_crash") as database_url:
-        settings = Settings(
-            env="test",
-            database_url=database_url,
-            kafka_bootstrap=kafka,
-            mongo_url=mongo_url,
-            rabbitmq_url=None,
-            topic_prefix=f"k{uuid.uuid4().hex[:8]}",
-            faust_app_id=new_app_id(),
-            log_json=False,
-            relay_poll_seconds=0.1,
+        settings = pipeline_settings(
+            database_url=database_url, kafka=kafka, mongo_url=mongo_url, prefix="k"
         )
         run = Stream(settings, tmp_path, events)
         try:
@@ -200,16 +191,8 @@ async def test_a_broker_restarted_empty_is_refilled_from_the_outbox_and_nothing_
     events = random_mix(random.Random(8), gigs=GIGS)
     try:
         async with fresh_database("tulifo_broker") as database_url:
-            settings = Settings(
-                env="test",
-                database_url=database_url,
-                kafka_bootstrap=bootstrap,
-                mongo_url=mongo_url,
-                rabbitmq_url=None,
-                topic_prefix=f"b{uuid.uuid4().hex[:8]}",
-                faust_app_id=new_app_id(),
-                log_json=False,
-                relay_poll_seconds=0.1,
+            settings = pipeline_settings(
+                database_url=database_url, kafka=bootstrap, mongo_url=mongo_url, prefix="b"
             )
             run = Stream(settings, tmp_path, events)
             relays = [spawn_relay(settings, tmp_path, "relay1")]

@@ -94,6 +94,8 @@ async def pipeline(
             database_url=database_url,
             redis_url=redis_url,
             bcrypt_rounds=4,
+            # Other runs on this machine share the Redis database of registration counters.
+            register_max_per_ip=1_000_000,
             kafka_bootstrap=kafka,
             mongo_url=mongo_url,
             mongo_database=f"pipeline_{run}",

@@ -25,6 +25,7 @@ from tests.streams.workers import (
     balances,
     event_store,
     new_app_id,
+    pipeline_settings,
     ratings_rows,
     recompute,
     spawn_worker,
@@ -59,20 +60,6 @@ async def snapshot(database_url: str) -> dict[str, list[tuple[object, ...]]]:
         await conn.close()
 
 
-def live_settings(database_url: str, kafka: str, mongo_url: str) -> Settings:
-    return Settings(
-        env="test",
-        database_url=database_url,
-        kafka_bootstrap=kafka,
-        mongo_url=mongo_url,
-        rabbitmq_url=None,
-        topic_prefix=f"l{uuid.uuid4().hex[:8]}",
-        faust_app_id=new_app_id(),
-        log_json=False,
-        relay_poll_seconds=0.1,
-    )
-
-
 async def test_a_replay_into_empty_stores_rebuilds_what_the_live_pipeline_built(
     kafka: str, mongo_url: str, tmp_path: Path
 ) -> None:
@@ -81,7 +68,9 @@ async def test_a_replay_into_empty_stores_rebuilds_what_the_live_pipeline_built(
         fresh_database("tulifo_live") as live_db,
         fresh_database("tulifo_rebuilt") as rebuilt_db,
     ):
-        settings = live_settings(live_db, kafka, mongo_url)
+        settings = pipeline_settings(
+            database_url=live_db, kafka=kafka, mongo_url=mongo_url, prefix="l"
+        )
         await append_to_outbox(live_db, events)
         worker = spawn_worker(settings, tmp_path)
         relay = OutboxRelay(settings)

@@ -187,3 +187,21 @@ async def ratings_rows(database_url: str) -> dict[str, tuple[Any, ...]]:
 
 def new_app_id() -> str:
     return f"tulifo-test-{uuid.uuid4().hex[:8]}"
+
+
+def pipeline_settings(
+    *, database_url: str, kafka: str, mongo_url: str, prefix: str, **extra: Any
+) -> Settings:
+    """A pipeline of a test's own: its database, topics (`<prefix><random>.*`) and app id."""
+    values: dict[str, Any] = {
+        "env": "test",
+        "database_url": database_url,
+        "kafka_bootstrap": kafka,
+        "mongo_url": mongo_url,
+        "rabbitmq_url": None,
+        "topic_prefix": f"{prefix}{uuid.uuid4().hex[:8]}",
+        "faust_app_id": new_app_id(),
+        "log_json": False,
+        "relay_poll_seconds": 0.1,
+    }
+    return Settings(**{**values, **extra})
