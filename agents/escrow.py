@@ -1,6 +1,6 @@
-"""Escrow balances: every gig's money (and its project's title and status), folded from its
-`gigs` events (tables/escrow.py) into the `escrow_balances` table, materialized to
-`analytics.escrow_balances` / `escrow_movements` and to MongoDB `client_data`."""
+"""Escrow balances: every gig's money, folded from its `gigs` events (tables/escrow.py) into the
+`escrow_balances` table and materialized to `analytics.escrow_balances` / `escrow_movements`.
+(MongoDB `client_data` is the same fold in an agent of its own: agents/client_data.py.)"""
 
 from __future__ import annotations
 
@@ -9,17 +9,13 @@ import faust
 from agents.folding import Fold, register_fold
 from agents.runtime import AgentDeps
 from tables import escrow
-from tables.client_data import ClientDataSink
 
 FOLD = Fold(
     name="escrow_balances",
     stream="gigs",
     types=escrow.TYPES,
     apply=escrow.apply,
-    sinks=(
-        lambda deps: escrow.EscrowSink(deps.settings.database_url),
-        lambda deps: ClientDataSink(deps.mongo),
-    ),
+    sinks=(lambda deps: escrow.EscrowSink(deps.settings.database_url),),
 )
 
 

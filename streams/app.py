@@ -24,7 +24,7 @@ import faust
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agents import escrow, notifications, ratings
+from agents import client_data, escrow, notifications, ratings
 from agents.runtime import AgentDeps
 from infrastructure.settings import Settings
 
@@ -33,6 +33,7 @@ AGENT_MODULES: dict[str, Callable[[faust.App, AgentDeps], None]] = {
     "notifications": notifications.register,
     "escrow": escrow.register,
     "ratings": ratings.register,
+    "client_data": client_data.register,
 }
 # The agents that only fold events into tables and read models: no outside effect, so a replay
 # may run them over the whole history.

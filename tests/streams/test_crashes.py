@@ -24,6 +24,7 @@ from tests.conftest import wait_until
 from tests.databases import fresh_database
 from tests.streams.gig_factories import random_mix
 from tests.streams.workers import (
+    READ_MODEL_AGENTS,
     REPO,
     Worker,
     append_to_outbox,
@@ -130,7 +131,10 @@ async def test_a_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twic
     relay = OutboxRelay(stream.settings)
     relaying = asyncio.create_task(relay.run())
     try:
-        stream.workers = [spawn_worker(stream.settings, stream.directory, f"w{i}") for i in (1, 2)]
+        stream.workers = [
+            spawn_worker(stream.settings, stream.directory, f"w{i}", agents=READ_MODEL_AGENTS)
+            for i in (1, 2)
+        ]
         await stream.append(len(stream.events) // 4)
         victim = stream.workers[0]
 
@@ -153,7 +157,9 @@ async def test_a_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twic
 async def test_a_relay_killed_mid_stream_loses_nothing_and_applies_nothing_twice(
     stream: Stream,
 ) -> None:
-    stream.workers = [spawn_worker(stream.settings, stream.directory, "w1")]
+    stream.workers = [
+        spawn_worker(stream.settings, stream.directory, "w1", agents=READ_MODEL_AGENTS)
+    ]
     relays = [spawn_relay(stream.settings, stream.directory, "relay1")]
     try:
         await stream.append(len(stream.events) // 2)
@@ -202,7 +208,7 @@ async def test_a_broker_restarted_empty_is_refilled_from_the_outbox_and_nothing_
             run = Stream(settings, tmp_path, events)
             relays = [spawn_relay(settings, tmp_path, "relay1")]
             try:
-                run.workers = [spawn_worker(settings, tmp_path, "w1")]
+                run.workers = [spawn_worker(settings, tmp_path, "w1", agents=READ_MODEL_AGENTS)]
                 await run.append(len(events) // 2)
                 await wait_until(run.materialized, timeout=90, what="a first materialization")
 
@@ -212,7 +218,7 @@ async def test_a_broker_restarted_empty_is_refilled_from_the_outbox_and_nothing_
                 await run.append(3 * len(events) // 4)  # written while Kafka is gone
                 broker, _ = await asyncio.to_thread(start_tansu, port)
                 relays.append(spawn_relay(settings, tmp_path, "relay2"))
-                run.workers.append(spawn_worker(settings, tmp_path, "w2"))
+                run.workers.append(spawn_worker(settings, tmp_path, "w2", agents=READ_MODEL_AGENTS))
                 await run.append(len(events))
 
                 await wait_for_the_truth(run)

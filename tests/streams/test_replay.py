@@ -20,6 +20,7 @@ from tests.conftest import wait_until
 from tests.databases import fresh_database
 from tests.streams.gig_factories import random_mix
 from tests.streams.workers import (
+    READ_MODEL_AGENTS,
     REPO,
     append_to_outbox,
     balances,
@@ -72,7 +73,7 @@ async def test_a_replay_into_empty_stores_rebuilds_what_the_live_pipeline_built(
             database_url=live_db, kafka=kafka, mongo_url=mongo_url, prefix="l"
         )
         await append_to_outbox(live_db, events)
-        worker = spawn_worker(settings, tmp_path)
+        worker = spawn_worker(settings, tmp_path, agents=READ_MODEL_AGENTS)
         relay = OutboxRelay(settings)
         relaying = asyncio.create_task(relay.run())
         try:

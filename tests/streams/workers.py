@@ -47,13 +47,17 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-def spawn_worker(settings: Settings, directory: Path, name: str = "worker") -> Worker:
-    """A worker with a data directory, log file and metrics port of its own."""
+def spawn_worker(
+    settings: Settings, directory: Path, name: str = "worker", *, agents: str = ""
+) -> Worker:
+    """A worker with a data directory, log file and metrics port of its own; `agents` as in
+    TULIFO_WORKER_AGENTS (all when empty)."""
     port = free_port()
     env = worker_env(
         settings,
         TULIFO_FAUST_DATA_DIR=str(directory / name),
         TULIFO_FAUST_WEB_PORT=str(port),
+        TULIFO_WORKER_AGENTS=agents,
     )
     process = ManagedProcess.spawn(
         name,
@@ -183,6 +187,10 @@ async def ratings_rows(database_url: str) -> dict[str, tuple[Any, ...]]:
     finally:
         await conn.close()
     return {str(row["user_id"]): tuple(row.values())[1:] for row in rows}
+
+
+# What the crash and replay tests compare: the PostgreSQL read models' agents.
+READ_MODEL_AGENTS = "escrow,ratings"
 
 
 def new_app_id() -> str:
