@@ -37,7 +37,6 @@ import asyncio
 import contextlib
 import math
 import random
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -57,19 +56,18 @@ from bridges.outbox import append_events
 from bridges.relay import OutboxRelay
 from infrastructure.database import create_pool
 from infrastructure.migrations import scratch_database
-from infrastructure.processes import ManagedProcess, free_port
 from infrastructure.settings import Settings
 from streams.events import Event
 from streams.topics import stream_of
 from tables import escrow
 from tests.streams.gig_factories import random_mix
-from tests.streams.workers import Worker, worker_env
+from tests.streams.workers import READ_MODEL_AGENTS, Worker
+from tests.streams.workers import spawn_worker as spawn_test_worker
 
 REPO = Path(__file__).resolve().parents[1]
 
 # Every phase (worker start and warm-up, a measurement, its catching up) ends by then.
 PHASE_DEADLINE_S = 180.0
-READ_MODEL_AGENTS = "escrow,ratings"
 # The relay is woken by NOTIFY on every commit; the poll is only its safety net.
 RELAY_POLL_S = 0.05
 # ~100 gigs: enough for the worker to have joined its group, opened its PostgreSQL pool and its
@@ -363,21 +361,7 @@ def _join(parts: Sequence[str]) -> str:
 def spawn_worker(settings: Settings, directory: Path, name: str) -> Worker:
     """`python -m streams.worker` with the read-model folds only, a data directory, log file and
     metrics port of its own; tied to this process's life (ManagedProcess)."""
-    port = free_port()
-    env = worker_env(
-        settings,
-        TULIFO_FAUST_DATA_DIR=str(directory / name),
-        TULIFO_FAUST_WEB_PORT=str(port),
-        TULIFO_WORKER_AGENTS=READ_MODEL_AGENTS,
-    )
-    process = ManagedProcess.spawn(
-        name,
-        [sys.executable, "-m", "streams.worker"],
-        env=env,
-        cwd=REPO,
-        log_path=directory / f"{name}.log",
-    )
-    return Worker(process, port)
+    return spawn_test_worker(settings, directory, name, agents=READ_MODEL_AGENTS)
 
 
 def _end_worker(worker: Worker) -> None:
