@@ -37,9 +37,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import asyncpg
 import faust
@@ -55,6 +55,7 @@ from tables.sink import PG_UNAVAILABLE, Sink, SinkUnavailable
 log = logging.getLogger(__name__)
 
 State = dict[str, Any]
+T = TypeVar("T")
 
 FOLD_EVENTS = Counter(
     "tulifo_fold_events_total",
@@ -252,16 +253,11 @@ class FoldRunner:
         self, batch: Batch, key: str, state: State | None, last: int, sequence: int
     ) -> State | None:
         """Fold the aggregate's events last+1 .. sequence-1 from the outbox (the event store)."""
-        failures = 0
-        while True:
-            try:
-                missing = await self._from_event_store(key, after=last, before=sequence)
-                break
-            except PG_UNAVAILABLE as exc:  # the batch waits, unacked, as for its sinks
-                failures += 1
-                delay = self.deps.retry.delay(failures)
-                log.warning("%s: event store unavailable (%s); retrying", self.fold.name, exc)
-                await asyncio.sleep(delay)
+        missing = await self._holding_the_batch(
+            lambda: self._from_event_store(key, after=last, before=sequence),
+            retry_on=PG_UNAVAILABLE,
+            what="the event store",
+        )
         if [e.sequence for e in missing] != list(range(last + 1, sequence)):
             raise PoisonEvent(
                 f"sequence gap on {key}: event {sequence} after {last}, and the event store "
@@ -351,41 +347,42 @@ class FoldRunner:
         """Send `records` and wait until the broker has them all, before the batch is acked: a
         record the producer gave up on would otherwise be lost without a word. Resending is
         safe: recovery keeps the highest `seq` per key, and derived events keep their ids."""
-        failures = 0
-        while True:
-            try:
-                pending = [
-                    await self.app.producer.send(
-                        r.topic, r.key, r.value, r.partition, None, r.headers
-                    )
-                    for r in records
-                ]
-                await asyncio.gather(*pending)
-                return
-            except Exception as exc:
-                failures += 1
-                delay = self.deps.retry.delay(failures)
-                log.warning(
-                    "%s: %d records not acked by Kafka (%s: %s); sending again in %.1fs",
-                    self.fold.name,
-                    len(records),
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+
+        async def send_all() -> None:
+            pending = [
+                await self.app.producer.send(r.topic, r.key, r.value, r.partition, None, r.headers)
+                for r in records
+            ]
+            await asyncio.gather(*pending)
+
+        await self._holding_the_batch(send_all, retry_on=(Exception,), what="Kafka's acks")
 
     async def _flush_sink(self, sink: Sink) -> dict[str, str]:
+        return await self._holding_the_batch(
+            sink.flush, retry_on=(SinkUnavailable,), what=f"the {sink.name} read model"
+        )
+
+    async def _holding_the_batch(
+        self,
+        step: Callable[[], Awaitable[T]],
+        *,
+        retry_on: tuple[type[BaseException], ...],
+        what: str,
+    ) -> T:
+        """Run `step` until it succeeds, pausing (capped backoff) after each `retry_on` failure.
+        Meanwhile the batch stays unacked and nothing new is taken: back-pressure, not loss."""
         failures = 0
         while True:
             try:
-                return await sink.flush()
-            except SinkUnavailable as exc:
+                return await step()
+            except retry_on as exc:
                 failures += 1
                 delay = self.deps.retry.delay(failures)
                 log.warning(
-                    "%s: read model unavailable (%s); holding the batch, retrying in %.1fs",
+                    "%s: %s failed (%s: %s); holding the batch, retrying in %.1fs",
                     self.fold.name,
+                    what,
+                    type(exc).__name__,
                     exc,
                     delay,
                 )

@@ -312,29 +312,10 @@ class OutboxRelay:
             raise KafkaUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     async def _send(self, producer: AIOKafkaProducer, row: asyncpg.Record) -> asyncio.Future[Any]:
-        prefix = self.settings.topic_prefix
-        event_type: str = row["event_type"]
-        stream: str | None = row["stream"]
-        # The type and the sequence ride in headers too, so a consumer that wants one type can
-        # skip the others without decoding them.
-        headers = [
-            ("event_id", row["event_id"].encode()),
-            ("event_type", event_type.encode()),
-        ]
-        if stream in STREAMS:
-            topic = stream_topic(stream, prefix)
-            headers.append(("sequence", str(row["sequence"]).encode()))
-        else:
-            # A row no consumer could route must not stall the outbox: park it, with the reason.
-            topic = dead_letter_topic(prefix)
-            headers += [
-                ("dead_letter_reason", f"unknown event type {event_type!r}".encode()),
-                ("source", b"outbox-relay"),
-            ]
-            log.error("outbox row %s has an unknown event type %r", row["id"], event_type)
-        ack: asyncio.Future[Any] = await producer.send(
-            topic, value=row["payload"].encode(), key=row["key"].encode(), headers=headers
-        )
+        topic, key, value, headers = outbox_record(row, self.settings.topic_prefix)
+        if topic == dead_letter_topic(self.settings.topic_prefix):
+            log.error("outbox row %s has an unknown event type %r", row["id"], row["event_type"])
+        ack: asyncio.Future[Any] = await producer.send(topic, value=value, key=key, headers=headers)
         return ack
 
     # --- failures, waiting, closing --------------------------------------------------------
@@ -393,6 +374,32 @@ class OutboxRelay:
     async def _close(self) -> None:
         await self._drop_producer()
         await self._drop_leadership()
+
+
+def outbox_record(
+    row: asyncpg.Record, prefix: str
+) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
+    """An outbox row (`_SELECT_BATCH`'s columns) as the Kafka record it travels as: (topic, key,
+    value, headers). The relay and `tulifo replay` both publish through it."""
+    event_type: str = row["event_type"]
+    stream: str | None = row["stream"]
+    # The type and the sequence ride in headers too, so a consumer that wants one type can
+    # skip the others without decoding them.
+    headers = [
+        ("event_id", row["event_id"].encode()),
+        ("event_type", event_type.encode()),
+    ]
+    if stream in STREAMS:
+        topic = stream_topic(stream, prefix)
+        headers.append(("sequence", str(row["sequence"]).encode()))
+    else:
+        # A row no consumer could route must not stall the outbox: park it, with the reason.
+        topic = dead_letter_topic(prefix)
+        headers += [
+            ("dead_letter_reason", f"unknown event type {event_type!r}".encode()),
+            ("source", b"outbox-relay"),
+        ]
+    return topic, row["key"].encode(), row["payload"].encode(), headers
 
 
 def relay_mark_topic(prefix: str) -> str:

@@ -32,10 +32,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import SecretStr
 
 from bridges.kafka import ProducerFactory, ensure_topics
+from bridges.relay import outbox_record
 from infrastructure.migrations import migrate
 from infrastructure.processes import ManagedProcess
 from infrastructure.settings import Settings
-from streams.topics import STREAMS, dead_letter_topic, stream_topic
+from streams.topics import stream_topic
 
 log = logging.getLogger(__name__)
 
@@ -137,24 +138,8 @@ async def publish_outbox(
                 return sent, ends
             acks = []
             for row in rows:
-                stream = row["stream"]
-                headers = [
-                    ("event_id", row["event_id"].encode()),
-                    ("event_type", row["event_type"].encode()),
-                ]
-                if stream in STREAMS:
-                    topic = stream_topic(stream, target.topic_prefix)
-                    headers.append(("sequence", str(row["sequence"]).encode()))
-                else:
-                    topic = dead_letter_topic(target.topic_prefix)
-                acks.append(
-                    await producer.send(
-                        topic,
-                        value=row["payload"].encode(),
-                        key=row["key"].encode(),
-                        headers=headers,
-                    )
-                )
+                topic, key, value, headers = outbox_record(row, target.topic_prefix)
+                acks.append(await producer.send(topic, value=value, key=key, headers=headers))
             for meta in await asyncio.gather(*acks):
                 tp = TopicPartition(meta.topic, meta.partition)
                 ends[tp] = max(ends.get(tp, 0), meta.offset + 1)
