@@ -2,13 +2,14 @@
 effect.
 
 How a batch goes (DESIGN.md §4, §7):
-1. `noack_take` hands over up to `fold_batch_max` events (waiting at most `fold_batch_seconds`);
-   nothing is acked until step 5, so a crash or a stop anywhere before it redelivers the batch.
+1. `noack_take` hands over up to `fold_batch_max` messages (waiting at most
+   `fold_batch_seconds`), each a pack of events (streams/packing.py); nothing is acked until
+   step 5, so a crash or a stop anywhere before it redelivers the batch.
 2. Each event moves its aggregate's `seq` (the last sequence folded, kept in the value itself):
    one at or below it is a redelivery (a relay retry, a replay, the tail reprocessed after a
    crash) and changes nothing; the next one is applied (or, for a type the fold does not take,
-   only counted, read from the headers without decoding); one further ahead means earlier
-   events are missing here (a table recovered short of its changelog's end: Tansu answers
+   only counted, its envelope not validated); one further ahead means earlier events are
+   missing here (a table recovered short of its changelog's end: Tansu answers
    ListOffsets low, so Faust can stop reading a changelog early; a broker that lost them; a
    trimmed topic), and they are read from the outbox, the event store, and folded first. The
    dedupe lives in the value, so it survives a crash together with the state it protects.
@@ -37,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -47,8 +48,9 @@ import orjson
 from faust.stores.memory import Store as MemoryStore
 from prometheus_client import Counter
 
-from agents.runtime import AgentDeps, DeadLetters, decode_event, header_value
+from agents.runtime import AgentDeps, DeadLetters, validate_event
 from streams.events import Event, PoisonEvent
+from streams.packing import is_pack, unpack
 from streams.topics import STREAMS, stream_of, stream_topic
 from tables.sink import PG_UNAVAILABLE, Sink, SinkUnavailable
 
@@ -117,13 +119,6 @@ def memory_store(table: faust.Table[Any, Any]) -> MemoryStore[Any, Any]:
     return cast(MemoryStore[Any, Any], table.data)
 
 
-def _number(text: str | None) -> int | None:
-    try:
-        return int(text) if text is not None else None
-    except ValueError:
-        return None
-
-
 def _seq(value: Any) -> int:
     return int(value.get("seq", 0)) if isinstance(value, dict) else 0
 
@@ -139,13 +134,23 @@ class Record:
     headers: list[tuple[str, bytes]] | None = None
 
 
+@dataclass(frozen=True)
+class Taken:
+    """One event as it came: its Kafka message, and its place and envelope in the message's pack
+    (no index: the message holds this event alone, or is no event at all)."""
+
+    message: Any
+    index: int | None = None
+    item: Any = None
+
+
 @dataclass
 class Batch:
     """What one batch did to the table, before any of it is made visible."""
 
     working: dict[str, State] = field(default_factory=dict)
     partition_of: dict[str, int] = field(default_factory=dict)
-    messages_of: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
+    taken_of: dict[str, list[Taken]] = field(default_factory=lambda: defaultdict(list))
     changed: set[str] = field(default_factory=set)
     outcomes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
@@ -181,6 +186,8 @@ class FoldRunner:
         self.dead_letters = DeadLetters(app, settings, deps.retry)
         self._sinks: list[Sink] | None = None
         self._outbox: asyncpg.Pool | None = None
+        self._data: MutableMapping[Any, Any] = {}  # the table's values, looked up per batch
+        self._stream_types = frozenset(STREAMS[fold.stream])
 
     @property
     def sinks(self) -> list[Sink]:
@@ -191,63 +198,77 @@ class FoldRunner:
     # --- the pure-ish part: one batch into working values ---------------------------------
 
     async def fold_batch(self, messages: Sequence[Any]) -> Batch:
-        """Apply `messages` to working copies of their aggregates' values (the table is not
-        touched); poison is dead-lettered on the way."""
+        """Apply the events `messages` carry to working copies of their aggregates' values (the
+        table is not touched); poison is dead-lettered on the way."""
         batch = Batch()
-        data = memory_store(self.table).data
-        types = self.fold.types
+        self._data = memory_store(self.table).data
         for message in messages:
             try:
-                announced = header_value(message.headers, "event_type")
-                sequence = _number(header_value(message.headers, "sequence"))
-                event: Event | None = None
-                if announced in _KNOWN and announced not in types and sequence is not None:
-                    # Not a type this fold applies: only its place in the order matters, and the
-                    # headers say it without decoding the payload.
-                    key = bytes(message.key or b"").decode()
-                else:
-                    event = decode_event(message.value, stream=self.fold.stream)
-                    if event.sequence is None:
-                        raise PoisonEvent(f"{event.type} carries no aggregate sequence")
-                    key, sequence = event.aggregate_id, event.sequence
-                state = batch.working[key] if key in batch.working else data.get(key)
-                last = int(state["seq"]) if state is not None else 0
-                if sequence > last + 1:
-                    # Earlier events of this aggregate are missing here: a table recovered short
-                    # of its changelog's end, a broker that lost them, a trimmed topic. Folding
-                    # this one now would skip them; the event store has them, in order.
-                    state = await self._fill_gap(batch, key, state, last, sequence)
-                    last = sequence - 1
-                batch.partition_of[key] = message.partition
-                if sequence <= last:
-                    batch.outcomes["duplicate"] += 1
-                elif event is not None and event.type in types:
-                    state = {**self.fold.apply(state, event), "seq": sequence}
-                    batch.changed.add(key)
-                    batch.outcomes["applied"] += 1
-                else:
-                    state = {**(state or {}), "seq": sequence}
-                    batch.outcomes["skipped"] += 1
-                assert state is not None
-                batch.working[key] = state
-                if event is not None and event.type in types:
-                    batch.messages_of[key].append(message)
-                    for sink in self.sinks:
-                        sink.add(
-                            partition=message.partition,
-                            key=key,
-                            value=state,
-                            occurred_at=event.occurred_at,
-                            event_id=str(event.event_id),
-                        )
+                envelopes = unpack(message.value)
             except PoisonEvent as exc:
-                await self._dead_letter([message], str(exc))
+                await self._dead_letter([Taken(message)], str(exc))
                 batch.outcomes["dead_lettered"] += 1
-            except Exception as exc:
-                log.exception("unexpected error folding an event; dead-lettering it")
-                await self._dead_letter([message], f"unexpected {type(exc).__name__}: {exc}")
-                batch.outcomes["dead_lettered"] += 1
+                continue
+            packed = is_pack(message.value)
+            for index, item in enumerate(envelopes):
+                taken = Taken(message, index if packed else None, item)
+                try:
+                    await self._fold_one(batch, taken)
+                except PoisonEvent as exc:
+                    await self._dead_letter([taken], str(exc))
+                    batch.outcomes["dead_lettered"] += 1
+                except Exception as exc:
+                    log.exception("unexpected error folding an event; dead-lettering it")
+                    await self._dead_letter([taken], f"unexpected {type(exc).__name__}: {exc}")
+                    batch.outcomes["dead_lettered"] += 1
         return batch
+
+    async def _fold_one(self, batch: Batch, taken: Taken) -> None:
+        item, types = taken.item, self.fold.types
+        event: Event | None = None
+        event_type = item.get("type") if isinstance(item, dict) else None
+        if event_type in self._stream_types and event_type not in types:
+            # Not a type this fold applies: only its place in its aggregate's order matters,
+            # read without validating the rest of the envelope.
+            key, sequence = item.get("aggregate_id"), item.get("sequence")
+            if not isinstance(key, str) or not isinstance(sequence, int) or sequence < 1:
+                raise PoisonEvent(f"{event_type} without an aggregate_id and a sequence")
+        else:
+            event = validate_event(item, stream=self.fold.stream)
+            if event.sequence is None:
+                raise PoisonEvent(f"{event.type} carries no aggregate sequence")
+            key, sequence = event.aggregate_id, event.sequence
+        state = batch.working[key] if key in batch.working else self._data.get(key)
+        last = int(state["seq"]) if state is not None else 0
+        if sequence > last + 1:
+            # Earlier events of this aggregate are missing here: a table recovered short of its
+            # changelog's end, a broker that lost them, a trimmed topic. Folding this one now
+            # would skip them; the event store has them, in order.
+            state = await self._fill_gap(batch, key, state, last, sequence)
+            last = sequence - 1
+        message = taken.message
+        batch.partition_of[key] = message.partition
+        if sequence <= last:
+            batch.outcomes["duplicate"] += 1
+        elif event is not None:
+            state = {**self.fold.apply(state, event), "seq": sequence}
+            batch.changed.add(key)
+            batch.outcomes["applied"] += 1
+        else:
+            state = {**(state or {}), "seq": sequence}
+            batch.outcomes["skipped"] += 1
+        assert state is not None
+        batch.working[key] = state
+        if event is not None:
+            batch.taken_of[key].append(taken)
+            for sink in self.sinks:
+                sink.add(
+                    partition=message.partition,
+                    key=key,
+                    value=state,
+                    occurred_at=event.occurred_at,
+                    event_id=str(event.event_id),
+                )
 
     async def _fill_gap(
         self, batch: Batch, key: str, state: State | None, last: int, sequence: int
@@ -305,8 +326,8 @@ class FoldRunner:
         for key, reason in refused.items():
             # The store would not take this value: keep the table as it was for this key and
             # park its events, so a republish applies them again once the cause is fixed.
-            await self._dead_letter(batch.messages_of[key], reason)
-            batch.outcomes["dead_lettered"] += len(batch.messages_of[key])
+            await self._dead_letter(batch.taken_of[key], reason)
+            batch.outcomes["dead_lettered"] += len(batch.taken_of[key])
             batch.working.pop(key, None)
             batch.changed.discard(key)
         store = memory_store(self.table)
@@ -388,9 +409,11 @@ class FoldRunner:
                 )
                 await asyncio.sleep(delay)
 
-    async def _dead_letter(self, messages: Sequence[Any], reason: str) -> None:
-        for message in messages:
-            await self.dead_letters.send(message, agent=self.fold.name, reason=reason)
+    async def _dead_letter(self, taken: Sequence[Taken], reason: str) -> None:
+        for one in taken:
+            await self.dead_letters.send(
+                one.message, agent=self.fold.name, reason=reason, item=one.item, index=one.index
+            )
 
     # --- the agent --------------------------------------------------------------------------
 
@@ -412,9 +435,6 @@ class FoldRunner:
         consume.__qualname__ = self.fold.name
         # One actor (concurrency=1): a second would fold one aggregate's events out of order.
         self.app.agent(self.topic, name=self.fold.name, concurrency=1)(consume)
-
-
-_KNOWN = frozenset(t for types in STREAMS.values() for t in types)
 
 
 def register_fold(app: faust.App, deps: AgentDeps, fold: Fold) -> FoldRunner:

@@ -3,19 +3,23 @@ dead-letter what never will, and only then ack.
 
 Policy (DESIGN.md §4, "at-least-once, effects exactly once"):
 - An agent reads one stream's topic (streams/topics.py) and handles the types it names; the
-  stream's other types are acked untouched. A message that is not an `Event` envelope, or
-  carries a type its stream does not, is poison: it goes to the dead-letter topic with the
-  reason and where it came from, and the partition moves.
+  stream's other types are passed over. A message carries a pack of events (streams/packing.py),
+  handled one by one in order. An envelope that is not an `Event`, or carries a type its stream
+  does not, is poison: it goes alone to the dead-letter topic with the reason and where it came
+  from (topic, partition, offset, index in the pack), and the rest of the pack goes on. A message
+  that is no pack at all is dead-lettered whole.
 - A failing dependency (MongoDB, SMTP, a `RetryLater`) is retried in place with capped exponential
   backoff, `agent_retry_attempts` times (~35 s of waiting by default). The partition waits, which
   keeps its order and is what we want while a dependency is down: every event would fail anyway.
-  The budget stays under Faust's rebalance timeout (60 s): a rebalance waits for the event in
-  hand to be acked. After the last attempt the event is dead-lettered with the reason;
-  re-publishing the dead letter runs it again, and handlers are idempotent, so that is safe.
+  The budget stays under Faust's rebalance timeout (60 s) per event; a rebalance waits for the
+  message in hand, so a pack whose every event waits out a dead dependency can outlast it, and
+  the group then hands the partition on (delivered again; handlers are idempotent). After the
+  last attempt the event is dead-lettered with the reason; re-publishing the dead letter runs
+  it again, and handlers are idempotent, so that is safe.
 - Any other exception is a bug or a bad event: dead-lettered at once rather than crashing the
   agent (Faust acks the event an agent crashed on, which would lose it).
-- Acks are manual (`stream.noack()`): an event is acked after its effects or its dead letter are
-  done. A worker stopped mid-retry leaves it unacked, so it is delivered again.
+- Acks are manual (`stream.noack()`): a message is acked after the effects or dead letters of
+  all its events are done. A worker stopped mid-retry leaves it unacked, so it is delivered again.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import faust
+import orjson
 from prometheus_client import Counter
 from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
@@ -37,6 +42,7 @@ from infrastructure.mongo import MongoDatabase, create_mongo_client, mongo_datab
 from infrastructure.settings import Settings
 from streams.events import Event
 from streams.events import PoisonEvent as PoisonEvent  # re-exported: agents raise it
+from streams.packing import event_headers, is_pack, unpack
 from streams.topics import STREAMS, dead_letter_topic, stream_topic
 
 log = logging.getLogger(__name__)
@@ -137,15 +143,14 @@ async def with_retries(
             attempt += 1
 
 
-def decode_event(raw: bytes | None, *, stream: str) -> Event:
-    """The envelope in `raw`, or `PoisonEvent` saying why there is none."""
-    if raw is None:
-        raise PoisonEvent("empty message (no value)")
+def validate_event(item: Any, *, stream: str) -> Event:
+    """One envelope of a message (as `unpack` decoded it), validated; or `PoisonEvent` saying
+    why it is not one."""
     try:
-        event = Event.model_validate_json(raw)
+        event = Event.model_validate(item)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'message'}: {error['msg']}"
+            f"{'.'.join(str(part) for part in error['loc']) or 'envelope'}: {error['msg']}"
             for error in exc.errors()
         )
         raise PoisonEvent(f"not an event envelope: {problems}") from exc
@@ -165,14 +170,14 @@ def header_value(
     return None
 
 
-async def handle_message(
-    raw: bytes | None, *, stream: str, handlers: Mapping[str, Handler]
+async def handle_event(
+    item: Any, *, stream: str, handlers: Mapping[str, Handler]
 ) -> tuple[Event | None, str | None]:
-    """Decode one message and run its type's handler (if any); returns the event (if any) and
-    why to dead-letter it."""
+    """Validate one envelope and run its type's handler (if any); returns the event (if it is
+    one) and why to dead-letter it (None when done)."""
     event: Event | None = None
     try:
-        event = decode_event(raw, stream=stream)
+        event = validate_event(item, stream=stream)
         handler = handlers.get(event.type)
         if handler is not None:
             await handler(event)
@@ -217,10 +222,21 @@ class DeadLetters:
         )
         self.policy = policy
 
-    async def send(self, message: Any, *, agent: str, reason: str) -> None:
-        """Park `message` with `reason`; keeps trying while Kafka is down (nothing else can run)."""
+    async def send(
+        self, message: Any, *, agent: str, reason: str, item: Any = None, index: int | None = None
+    ) -> None:
+        """Park `message` with `reason`, or only its `index`-th envelope `item` when it is a pack
+        (streams/packing.py); keeps trying while Kafka is down (nothing else can run)."""
+        key, value, original = message.key, message.value, message.headers
+        if index is not None:
+            # One event of a pack goes alone, as a single envelope: sent back for another try,
+            # it is that event again, not its neighbours.
+            value = orjson.dumps(item)
+            original = [*event_headers(item), ("original_index", str(index).encode())]
+            if isinstance(item, dict) and isinstance(item.get("aggregate_id"), str):
+                key = item["aggregate_id"].encode()
         headers = dead_letter_headers(
-            message.headers,
+            original,
             reason=reason,
             agent=agent,
             topic=message.topic,
@@ -229,10 +245,11 @@ class DeadLetters:
             now=datetime.now(UTC),
         )
         log.error(
-            "dead-lettering %s[%d]@%d: %s",
+            "dead-lettering %s[%d]@%d%s: %s",
             message.topic,
             message.partition,
             message.offset,
+            "" if index is None else f" #{index}",
             reason,
             extra={"agent": agent},
         )
@@ -240,9 +257,7 @@ class DeadLetters:
         while True:
             try:
                 # force=True: publish now, not attached to the current event until its commit.
-                pending = await self.topic.send(
-                    key=message.key, value=message.value, headers=headers, force=True
-                )
+                pending = await self.topic.send(key=key, value=value, headers=headers, force=True)
                 await pending
                 return
             except Exception as exc:
@@ -261,8 +276,8 @@ def subscribe(
     handlers: Mapping[str, Handler],
 ) -> None:
     """Run each event of `stream` whose type has a handler, in partition order, under the policy
-    above; the stream's other types are acked untouched (their `event_type` header says which,
-    so they are not even decoded)."""
+    above; the stream's other types are passed over. A message is acked once every event it
+    carries (a pack, streams/packing.py) is handled or dead-lettered."""
     unknown = set(handlers) - set(STREAMS[stream])
     if unknown:
         raise ValueError(f"{sorted(unknown)} do not travel on the {stream!r} stream")
@@ -273,6 +288,7 @@ def subscribe(
     )
     dead_letters = DeadLetters(app, deps.settings, deps.retry)
     wanted: Collection[str] = frozenset(handlers)
+    ours: Collection[str] = frozenset(STREAMS[stream])
 
     # One actor per worker (concurrency=1): a second would reorder events of one aggregate.
     async def consume(stream_: faust.StreamT[bytes]) -> None:
@@ -280,18 +296,32 @@ def subscribe(
         manual = cast(faust.Stream[bytes], stream_).noack()
         async for item in manual.events():
             message = item.message
-            announced = header_value(message.headers, "event_type")
-            if announced is not None and announced not in wanted and announced in STREAMS[stream]:
+            try:
+                envelopes = unpack(message.value)
+            except PoisonEvent as exc:
+                await dead_letters.send(message, agent=name, reason=str(exc))
+                AGENT_EVENTS.labels(agent=name, outcome="dead_lettered").inc()
                 await manual.ack(item)
                 continue
-            event, reason = await handle_message(message.value, stream=stream, handlers=handlers)
-            if reason is not None:
-                await dead_letters.send(message, agent=name, reason=reason)
-            AGENT_EVENTS.labels(
-                agent=name, outcome="processed" if reason is None else "dead_lettered"
-            ).inc()
-            if event is not None and reason is None:
-                log.debug("%s handled %s", name, event.event_id)
+            packed = is_pack(message.value)
+            for index, envelope in enumerate(envelopes):
+                announced = envelope.get("type") if isinstance(envelope, dict) else None
+                if announced in ours and announced not in wanted:
+                    continue  # the stream's other types: not even validated
+                event, reason = await handle_event(envelope, stream=stream, handlers=handlers)
+                if reason is not None:
+                    await dead_letters.send(
+                        message,
+                        agent=name,
+                        reason=reason,
+                        item=envelope,
+                        index=index if packed else None,
+                    )
+                AGENT_EVENTS.labels(
+                    agent=name, outcome="processed" if reason is None else "dead_lettered"
+                ).inc()
+                if event is not None and reason is None:
+                    log.debug("%s handled %s", name, event.event_id)
             await manual.ack(item)
 
     consume.__qualname__ = name  # how Faust labels the agent in its logs

@@ -16,11 +16,12 @@
   publishes the whole outbox again from the first row; folds skip what they already applied and
   set aside what would come out of order (agents/folding.py).
 
-Order: rows are read by outbox id, and sent to their stream's topic keyed by aggregate id
-(streams/topics.py). Two transactions may commit out of id order; a late commit is published on the
-next pass, after a higher id. Events of one aggregate cannot: a writer takes its aggregate's next
-sequence (bridges/outbox.py) only after the previous writer committed, so its outbox id is higher
-too, and one aggregate's events reach their partition in sequence order.
+Order: rows are read by outbox id and sent to their stream's topic (streams/topics.py), packed
+per partition (streams/packing.py) on the partition their aggregate id hashes to. Two
+transactions may commit out of id order; a late commit is published on the next pass, after a
+higher id. Events of one aggregate cannot: a writer takes its aggregate's next sequence
+(bridges/outbox.py) only after the previous writer committed, so its outbox id is higher too, and
+one aggregate's events reach their partition in sequence order.
 """
 
 from __future__ import annotations
@@ -30,16 +31,17 @@ import contextlib
 import logging
 import signal
 from collections import Counter as Tally
-from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
 from prometheus_client import Counter, Gauge, start_http_server
 
 from bridges.kafka import ProducerFactory, ensure_topics
 from infrastructure.logging import configure_logging
 from infrastructure.settings import Settings
-from streams.topics import STREAMS, dead_letter_topic, stream_topic
+from streams.packing import pack_rows
+from streams.topics import STREAMS, stream_topic
 
 log = logging.getLogger(__name__)
 
@@ -306,17 +308,9 @@ class OutboxRelay:
         assert self._producer is not None
         try:
             async with asyncio.timeout(self.ack_timeout_s):
-                acks = [await self._send(self._producer, row) for row in rows]
-                await asyncio.gather(*acks)
+                await send_records(self._producer, rows, self.settings)
         except Exception as exc:  # KafkaError, TimeoutError, OSError: all mean "not acked"
             raise KafkaUnavailable(f"{type(exc).__name__}: {exc}") from exc
-
-    async def _send(self, producer: AIOKafkaProducer, row: asyncpg.Record) -> asyncio.Future[Any]:
-        topic, key, value, headers = outbox_record(row, self.settings.topic_prefix)
-        if topic == dead_letter_topic(self.settings.topic_prefix):
-            log.error("outbox row %s has an unknown event type %r", row["id"], row["event_type"])
-        ack: asyncio.Future[Any] = await producer.send(topic, value=value, key=key, headers=headers)
-        return ack
 
     # --- failures, waiting, closing --------------------------------------------------------
 
@@ -376,30 +370,32 @@ class OutboxRelay:
         await self._drop_leadership()
 
 
-def outbox_record(
-    row: asyncpg.Record, prefix: str
-) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
-    """An outbox row (`_SELECT_BATCH`'s columns) as the Kafka record it travels as: (topic, key,
-    value, headers). The relay and `tulifo replay` both publish through it."""
-    event_type: str = row["event_type"]
-    stream: str | None = row["stream"]
-    # The type and the sequence ride in headers too, so a consumer that wants one type can
-    # skip the others without decoding them.
-    headers = [
-        ("event_id", row["event_id"].encode()),
-        ("event_type", event_type.encode()),
-    ]
-    if stream in STREAMS:
+async def send_records(
+    producer: AIOKafkaProducer, rows: list[asyncpg.Record], settings: Settings
+) -> list[RecordMetadata]:
+    """Send outbox rows (`_SELECT_BATCH`'s columns) packed as they travel (streams/packing.py)
+    and wait for every ack; returns the acks' metadata. The relay and `tulifo replay` both
+    publish through it."""
+    prefix = settings.topic_prefix
+    partitions = {}
+    for stream in {row["stream"] for row in rows} & STREAMS.keys():
         topic = stream_topic(stream, prefix)
-        headers.append(("sequence", str(row["sequence"]).encode()))
-    else:
-        # A row no consumer could route must not stall the outbox: park it, with the reason.
-        topic = dead_letter_topic(prefix)
-        headers += [
-            ("dead_letter_reason", f"unknown event type {event_type!r}".encode()),
-            ("source", b"outbox-relay"),
-        ]
-    return topic, row["key"].encode(), row["payload"].encode(), headers
+        partitions[topic] = len(await producer.partitions_for(topic))  # cached metadata
+    acks = []
+    for record in pack_rows(rows, prefix=prefix, partitions=partitions):
+        if not record.packed:
+            log.error("an outbox row has an unknown event type: %s", dict(record.headers))
+        acks.append(
+            await producer.send(
+                record.topic,
+                value=record.value,
+                key=record.key,
+                partition=record.partition,
+                headers=record.headers,
+            )
+        )
+    metadata: list[RecordMetadata] = await asyncio.gather(*acks)
+    return metadata
 
 
 def relay_mark_topic(prefix: str) -> str:

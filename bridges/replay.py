@@ -6,7 +6,7 @@ its sequence. A replay:
    group, changelog topics) is new; the target read models are emptied (`--in-place` is needed
    when they are the configured database's own, which then loses them until the rebuild ends);
 2. publishes the whole outbox, oldest first, to the target topics, exactly as the relay does
-   (same keys, headers and payloads), without touching the outbox's `published_at` marks;
+   (the same packs of the same payloads), without touching the outbox's `published_at` marks;
 3. runs a real Faust worker with only the read-model agents (streams/app.py READ_MODEL_AGENTS:
    no email, no outside effect) against the target, until its group has committed every
    partition to the end of the topics, then stops it.
@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import SecretStr
 
 from bridges.kafka import ProducerFactory, ensure_topics
-from bridges.relay import outbox_record
+from bridges.relay import send_records
 from infrastructure.migrations import migrate
 from infrastructure.processes import ManagedProcess
 from infrastructure.settings import Settings
@@ -136,11 +136,7 @@ async def publish_outbox(
             )
             if not rows:
                 return sent, ends
-            acks = []
-            for row in rows:
-                topic, key, value, headers = outbox_record(row, target.topic_prefix)
-                acks.append(await producer.send(topic, value=value, key=key, headers=headers))
-            for meta in await asyncio.gather(*acks):
+            for meta in await send_records(producer, rows, target):
                 tp = TopicPartition(meta.topic, meta.partition)
                 ends[tp] = max(ends.get(tp, 0), meta.offset + 1)
             sent += len(rows)

@@ -1,8 +1,9 @@
 """The topic layout: one Kafka topic per aggregate family, keyed by the aggregate's id.
 
 Kafka orders one partition of one topic and nothing more, so every event of one aggregate travels
-on one topic, under one key: a gig's events (project, bids, booking, payment, escrow, dispute) are
-all on `<prefix>.gigs` keyed by the project id, in the order they committed. The envelope's `type`
+on one topic, on the partition its key hashes to: a gig's events (project, bids, booking, payment,
+escrow, dispute) are all on `<prefix>.gigs`, partitioned by the project id, in the order they
+committed (packed many to a message, streams/packing.py). The envelope's `type`
 says what each one is, and its `sequence` (1, 2, 3, … per aggregate, assigned by the outbox in the
 writing transaction) lets a fold tell a redelivery (sequence it has applied) from a new event.
 

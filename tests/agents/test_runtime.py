@@ -13,12 +13,13 @@ from agents.runtime import (
     RetryLater,
     RetryPolicy,
     dead_letter_headers,
-    decode_event,
-    handle_message,
+    handle_event,
+    validate_event,
     with_retries,
 )
 from bridges.email import EmailUnavailable
 from streams.events import Event
+from streams.packing import unpack
 from tests.streams.factories import user_registered
 
 
@@ -36,28 +37,40 @@ def envelope_bytes(event: Event) -> bytes:
     return json.dumps(event.model_dump(mode="json")).encode()
 
 
+def decode(raw: bytes | None, *, stream: str) -> list[Event]:
+    """What an agent makes of one message's value."""
+    return [validate_event(item, stream=stream) for item in unpack(raw)]
+
+
 def test_an_envelope_decodes_to_its_event() -> None:
     event = user_registered()
-    assert decode_event(envelope_bytes(event), stream="users") == event
+    assert decode(envelope_bytes(event), stream="users") == [event]
+
+
+def test_a_pack_decodes_to_its_events_in_order() -> None:
+    events = [user_registered() for _ in range(3)]
+    raw = json.dumps([e.model_dump(mode="json") for e in events]).encode()
+    assert decode(raw, stream="users") == events
 
 
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
         (None, "empty message"),
-        (b"\x00\xff", "not an event envelope: message: Invalid JSON"),
-        (b'{"hello": "world"}', "event_id: Field required"),
+        (b"\x00\xff", "not JSON"),
+        (b'{"hello": "world"}', "not an event envelope: event_id: Field required"),
         (b"[1, 2]", "not an event envelope"),
+        (b'"hello"', "not an event envelope nor a pack of them: a JSON str"),
     ],
 )
 def test_what_is_not_an_envelope_is_poison_with_a_reason(raw: bytes | None, reason: str) -> None:
     with pytest.raises(PoisonEvent, match=reason):
-        decode_event(raw, stream="users")
+        decode(raw, stream="users")
 
 
 def test_an_event_on_another_streams_topic_is_poison() -> None:
     with pytest.raises(PoisonEvent, match=r"'user\.registered' on the 'gigs' stream"):
-        decode_event(envelope_bytes(user_registered()), stream="gigs")
+        decode(envelope_bytes(user_registered()), stream="gigs")
 
 
 async def test_a_type_of_the_stream_without_a_handler_is_passed_over() -> None:
@@ -65,8 +78,8 @@ async def test_a_type_of_the_stream_without_a_handler_is_passed_over() -> None:
         raise AssertionError("not this one")
 
     event = user_registered()
-    decoded, reason = await handle_message(
-        envelope_bytes(event), stream="users", handlers={"profile.updated": handler}
+    decoded, reason = await handle_event(
+        event.model_dump(mode="json"), stream="users", handlers={"profile.updated": handler}
     )
     assert (decoded, reason) == (event, None)
 
@@ -119,8 +132,8 @@ async def test_a_handled_message_has_no_dead_letter_reason() -> None:
         seen.append(event)
 
     event = user_registered()
-    decoded, reason = await handle_message(
-        envelope_bytes(event), stream="users", handlers={"user.registered": handler}
+    decoded, reason = await handle_event(
+        event.model_dump(mode="json"), stream="users", handlers={"user.registered": handler}
     )
     assert (decoded, reason) == (event, None)
     assert seen == [event]
@@ -131,8 +144,8 @@ async def test_a_handler_that_crashes_dead_letters_its_event_instead_of_the_agen
         raise ZeroDivisionError("bug")
 
     event = user_registered()
-    decoded, reason = await handle_message(
-        envelope_bytes(event), stream="users", handlers={"user.registered": handler}
+    decoded, reason = await handle_event(
+        event.model_dump(mode="json"), stream="users", handlers={"user.registered": handler}
     )
     assert decoded == event
     assert reason == "unexpected ZeroDivisionError: bug"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -14,6 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from bridges.outbox import append_event
 from infrastructure.database import create_pool, unit_of_work
 from streams.events import Event
+from streams.packing import unpack
 
 
 async def append_events(database_url: str, events: Sequence[Event]) -> None:
@@ -73,6 +75,59 @@ async def read_topics(
     finally:
         await consumer.stop()
     return records
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """One event as a stream consumer gets it: where its message was, and its place in the pack."""
+
+    topic: str
+    partition: int
+    offset: int
+    index: int
+    message_key: bytes | None
+    message_headers: list[tuple[str, bytes]]
+    event: dict[str, Any]
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """Order within the partition: the message's offset, then the place in its pack."""
+        return self.offset, self.index
+
+    @property
+    def event_id(self) -> str:
+        return str(self.event["event_id"])
+
+    @property
+    def type(self) -> str:
+        return str(self.event["type"])
+
+    @property
+    def key(self) -> bytes:
+        """The aggregate id, which decides the partition."""
+        return str(self.event["aggregate_id"]).encode()
+
+
+def unpacked(records: list[Any]) -> list[Delivered]:
+    """The events `records` carry, packs opened (streams/packing.py), in record order."""
+    return [
+        Delivered(r.topic, r.partition, r.offset, i, r.key, list(r.headers or ()), dict(envelope))
+        for r in records
+        for i, envelope in enumerate(unpack(r.value))
+    ]
+
+
+async def read_events(
+    bootstrap: str, topics: Sequence[str], *, count: int, timeout: float = 20.0
+) -> list[Delivered]:
+    """Every event on `topics` from the beginning, once at least `count` have arrived."""
+    records = await read_topics(
+        bootstrap,
+        topics,
+        until=lambda got: len(unpacked(got)) >= count,
+        timeout=timeout,
+    )
+    return unpacked(records)
 
 
 def header(record: Any, name: str) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections import Counter as Tally
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,12 +18,15 @@ from bridges.relay import OutboxRelay
 from infrastructure.embedded import start_tansu
 from infrastructure.processes import free_port
 from infrastructure.settings import Settings
+from streams.packing import PACK_MAX_EVENTS, partition_of
 from streams.topics import dead_letter_topic, stream_topic, topic_of
 from tests.bridges.support import (
+    Delivered,
     append_events,
     header,
     outbox_rows,
     published_event_ids,
+    read_events,
     read_topics,
 )
 from tests.conftest import wait_until
@@ -77,30 +81,60 @@ async def test_rows_are_published_in_order_with_key_and_headers_then_marked(
     assert await published_event_ids(settings.database_url) == {e.event_id for e in events}
     assert published_total("user.registered") - before == 5
     topics = [stream_topic("users", settings.topic_prefix)]
-    records = await read_topics(kafka, topics, until=lambda got: len(got) >= len(events))
-    by_id = {uuid.UUID(header(record, "event_id") or ""): record for record in records}
+    delivered = await read_events(kafka, topics, count=len(events))
+    by_id = {uuid.UUID(one.event_id): one for one in delivered}
     assert set(by_id) == {event.event_id for event in events}
     for event in events:
-        record = by_id[event.event_id]
-        assert record.topic == topic_of(event.type, settings.topic_prefix)
-        assert record.key == event.aggregate_id.encode()
-        assert header(record, "event_type") == event.type
-        published = json.loads(record.value)
-        assert published == {**event.model_dump(mode="json"), "sequence": published["sequence"]}
-        assert header(record, "sequence") == str(published["sequence"])
+        one = by_id[event.event_id]
+        assert one.topic == topic_of(event.type, settings.topic_prefix)
+        assert one.partition == partition_of(event.aggregate_id, settings.topic_partitions)
+        assert one.event == {**event.model_dump(mode="json"), "sequence": one.event["sequence"]}
+    # A batch is packed per partition: one message per partition it touched, saying how many.
+    for record in await read_topics(kafka, topics, until=lambda got: len(got) >= 1):
+        assert record.key is None
+        assert int(header(record, "event_count") or 0) == len(json.loads(record.value))
     # Each aggregate's events are numbered 1, 2, 3, … in the order they were written.
     for user in (ann, bob):
         mine = [e.event_id for e in events if e.aggregate_id == str(user)]
-        numbers = [json.loads(by_id[i].value)["sequence"] for i in mine]
+        numbers = [by_id[i].event["sequence"] for i in mine]
         assert numbers == list(range(1, len(mine) + 1))
     # Each aggregate's events reach its partition in the order they were written.
     for user in (ann, bob):
         for topic in topics:
             written = [e.event_id for e in events if e.aggregate_id == str(user)]
             written = [i for i in written if by_id[i].topic == topic]
-            on_partition = sorted(written, key=lambda i: by_id[i].offset)
+            on_partition = sorted(written, key=lambda i: by_id[i].position)
             assert on_partition == written
             assert len({by_id[i].partition for i in written}) == 1
+
+
+async def test_a_batch_is_packed_per_partition_within_the_cap(
+    relay_settings: Settings, kafka: str
+) -> None:
+    settings = relay_settings.model_copy(update={"relay_batch_size": 500})
+    ann = uuid.uuid4()
+    events = [user_registered(user_id=ann)] + [profile_updated(user_id=ann) for _ in range(449)]
+    others = [user_registered() for _ in range(30)]
+    await append_events(settings.database_url, events + others)
+    relay = OutboxRelay(settings)
+    await relay.start()
+    try:
+        assert await relay.publish_pending() == 480
+    finally:
+        await relay.stop()
+    topic = stream_topic("users", settings.topic_prefix)
+    delivered = await read_events(kafka, [topic], count=480)
+    mine = sorted((one for one in delivered if one.key == str(ann).encode()), key=_position)
+    # One aggregate: one partition, in order, in packs of at most PACK_MAX_EVENTS.
+    assert [one.event["sequence"] for one in mine] == list(range(1, 451))
+    assert {one.partition for one in mine} == {partition_of(str(ann), settings.topic_partitions)}
+    pack_sizes = Tally(one.offset for one in mine)
+    assert sorted(pack_sizes.values()) == sorted([PACK_MAX_EVENTS, PACK_MAX_EVENTS, 50])
+    assert {uuid.UUID(one.event_id) for one in delivered} == {e.event_id for e in events + others}
+
+
+def _position(one: Delivered) -> tuple[int, int]:
+    return one.position
 
 
 async def test_a_row_of_unknown_type_is_dead_lettered_and_the_rest_flows(
@@ -130,12 +164,10 @@ async def test_a_row_of_unknown_type_is_dead_lettered_and_the_rest_flows(
     )
     assert parked.key == b"k1"
     assert "unknown event type 'nonsense.happened'" in (header(parked, "dead_letter_reason") or "")
-    [published] = await read_topics(
-        kafka,
-        [topic_of("user.registered", relay_settings.topic_prefix)],
-        until=lambda got: len(got) >= 1,
+    [published] = await read_events(
+        kafka, [topic_of("user.registered", relay_settings.topic_prefix)], count=1
     )
-    assert header(published, "event_id") == str(good.event_id)
+    assert published.event_id == str(good.event_id)
 
 
 async def test_a_commit_wakes_the_relay_without_waiting_for_the_poll(
@@ -189,10 +221,8 @@ async def test_rows_written_while_kafka_is_down_flow_when_it_is_back(
             e.event_id for e in during
         }
         topic = topic_of("user.registered", settings.topic_prefix)
-        records = await read_topics(
-            bootstrap, [topic], until=lambda got: len(got) >= 1 + len(during)
-        )
-        arrived = {uuid.UUID(header(record, "event_id") or "") for record in records}
+        delivered = await read_events(bootstrap, [topic], count=1 + len(during))
+        arrived = {uuid.UUID(one.event_id) for one in delivered}
         assert arrived == {first.event_id} | {e.event_id for e in during}
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         await admin.start()

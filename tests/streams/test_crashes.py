@@ -135,12 +135,16 @@ async def test_a_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twic
             spawn_worker(stream.settings, stream.directory, f"w{i}", agents=READ_MODEL_AGENTS)
             for i in (1, 2)
         ]
-        await stream.append(len(stream.events) // 4)
         victim = stream.workers[0]
 
         async def both_working() -> bool:
             counts = [await w.fold_counts() for w in stream.workers]
-            return all(c[("escrow_balances", "applied")] > 0 for c in counts)
+            if all(c[("escrow_balances", "applied")] > 0 for c in counts):
+                return True
+            # One worker folds a backlog in well under a second, perhaps before the other has
+            # joined: keep events coming until both have partitions and fold them.
+            await stream.append(min(stream.appended + 100, len(stream.events) // 4))
+            return False
 
         await wait_until(both_working, timeout=90, interval=0.2, what="both workers to fold")
         await stream.append(len(stream.events) // 2)

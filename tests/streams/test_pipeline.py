@@ -246,8 +246,8 @@ async def test_poison_is_dead_lettered_with_its_reason_and_the_partition_moves_o
     mine = sorted((r for r in parked if r.key == key), key=lambda r: r.offset)
     assert [r.value for r in mine] == [garbage, wrong_shape, json.dumps(bad_data).encode()]
     reasons = [header(r, "dead_letter_reason") or "" for r in mine]
-    assert reasons[0].startswith("not an event envelope")
-    assert "event_id: Field required" in reasons[1]
+    assert reasons[0].startswith("not JSON")
+    assert "not an event envelope: event_id: Field required" in reasons[1]
     assert "user.registered data invalid" in reasons[2]
     for record in mine:
         assert header(record, "original_topic") == topic_of(
@@ -258,3 +258,29 @@ async def test_poison_is_dead_lettered_with_its_reason_and_the_partition_moves_o
         assert header(record, "dead_letter_agent") == "notifications.welcome"
     offsets = [int(header(r, "original_offset") or -1) for r in mine]
     assert offsets == sorted(offsets) and len(set(offsets)) == 3
+
+
+async def test_poison_in_a_pack_is_dead_lettered_alone_and_its_neighbours_go_on(
+    pipeline: Pipeline,
+) -> None:
+    before, after = user_registered(), user_registered()
+    bad = user_registered().model_dump(mode="json")
+    bad["data"].pop("email")
+    pack = [before.model_dump(mode="json"), bad, after.model_dump(mode="json")]
+    await pipeline.publish_raw(
+        json.dumps(pack).encode(), key=b"a-pack", event_type="user.registered"
+    )
+
+    await pipeline.welcomed(before, timeout=FIRST_EVENT_DEADLINE_S)
+    await pipeline.welcomed(after)
+    parked = await read_topics(
+        pipeline.settings.kafka_bootstrap,
+        [dead_letter_topic(pipeline.settings.topic_prefix)],
+        until=lambda got: any(header(r, "event_id") == bad["event_id"] for r in got),
+    )
+    [record] = [r for r in parked if header(r, "event_id") == bad["event_id"]]
+    assert json.loads(record.value) == bad  # the one event, not the pack
+    assert record.key == bad["aggregate_id"].encode()
+    assert header(record, "original_index") == "1"
+    assert header(record, "event_type") == "user.registered"
+    assert "user.registered data invalid" in (header(record, "dead_letter_reason") or "")

@@ -23,12 +23,13 @@ from infrastructure.database import create_pool
 from infrastructure.mongo import create_mongo_client, mongo_database
 from infrastructure.settings import Settings
 from streams.events import Event
-from streams.topics import stream_topic
+from streams.packing import partition_of
+from streams.topics import dead_letter_topic, stream_topic
 from tables.client_data import CLIENT_DATA
 from tests.api.conftest import Account, api_of_its_own, client_from, unique_ip
 from tests.api.payments_support import Gig, book_gig, funded_gig, make_admin, move
 from tests.api.payments_support import stripe_client as stripe_client_for
-from tests.bridges.support import read_topics
+from tests.bridges.support import header, read_topics
 from tests.conftest import wait_until
 from tests.databases import fresh_database
 from tests.mail import MailCapture
@@ -332,6 +333,7 @@ async def test_a_new_review_moves_the_rating_and_announces_it(live: Live) -> Non
         [stream_topic("ratings", live.settings.topic_prefix)],
         until=lambda got: any(r.key == key for r in got),
     )
+    # Derived events go singly, keyed by their aggregate (which decides the partition).
     [announced] = [Event.model_validate_json(r.value) for r in records if r.key == key]
     assert announced.type == "rating.updated"
     assert announced.sequence == 1
@@ -381,3 +383,42 @@ async def rated(database_url: str, user: uuid.UUID, count: int) -> asyncpg.Recor
     finally:
         await conn.close()
     return row if row is not None and row["count"] >= count else None
+
+
+async def test_an_event_the_fold_refuses_is_dead_lettered_alone_from_its_pack(live: Live) -> None:
+    """A pack holds many aggregates' events; one of them that cannot be folded is parked with its
+    place in the pack, and its neighbours are folded."""
+    rated_user = uuid.uuid4()
+    partitions = live.settings.topic_partitions
+    refused_user = next(
+        candidate
+        for candidate in iter(uuid.uuid4, None)
+        if partition_of(str(candidate), partitions) == partition_of(str(rated_user), partitions)
+    )
+    refused = review_event(reviewee_id=refused_user, rating=5)
+    refused = refused.model_copy(update={"data": {**refused.data, "rating": 9}})
+    events = [
+        review_event(reviewee_id=rated_user, rating=5),
+        refused,
+        review_event(reviewee_id=rated_user, rating=3),
+    ]
+    await append_to_outbox(live.settings.database_url, events)  # one transaction: one pack
+
+    row = await wait_until(
+        lambda: rated(live.settings.database_url, rated_user, 2),
+        timeout=CATCH_UP_S,
+        what="the two good reviews",
+    )
+    assert (row["count"], row["sum"]) == (2, 8)
+    parked = await read_topics(
+        live.settings.kafka_bootstrap,
+        [dead_letter_topic(live.settings.topic_prefix)],
+        until=lambda got: any(header(r, "event_id") == str(refused.event_id) for r in got),
+    )
+    [record] = [r for r in parked if header(r, "event_id") == str(refused.event_id)]
+    assert Event.model_validate_json(record.value).data["rating"] == 9
+    assert record.key == str(refused_user).encode()
+    assert header(record, "original_index") is not None
+    assert header(record, "dead_letter_agent") == "user_ratings"
+    assert "rating must be 1-5, not 9" in (header(record, "dead_letter_reason") or "")
+    assert await rated(live.settings.database_url, refused_user, 1) is None
