@@ -6,7 +6,7 @@ An agent of its own rather than a second sink of `escrow_balances`: as a second 
 (the development stand-in, a few hundred writes a second) held the analytics path down to ~100
 events/s in the benchmark. Alone, it can run in a worker of its own
 (TULIFO_WORKER_AGENTS=client_data) beside one running `escrow,ratings`; a worker runs all agents
-unless told otherwise (`tulifo replay` and the benchmark leave it out).
+unless told otherwise (the benchmark leaves it out; `tulifo replay` rebuilds it too).
 """
 
 from __future__ import annotations

@@ -3,13 +3,15 @@
 The outbox keeps every event the write side ever committed, in commit order per aggregate, with
 its sequence. A replay:
 1. checks the target is empty: its stream topics hold nothing and its Faust app id (consumer
-   group, changelog topics) is new; the target read models are emptied (`--in-place` is needed
-   when they are the configured database's own, which then loses them until the rebuild ends);
+   group, changelog topics) is new; the target read models are emptied: the analytics tables of
+   the target PostgreSQL database and the `client_data` collection of the target MongoDB
+   database (`--in-place` is needed when either is the configured one, which then loses its read
+   models until the rebuild ends);
 2. publishes the whole outbox, oldest first, to the target topics, exactly as the relay does
    (the same packs of the same payloads), without touching the outbox's `published_at` marks;
-3. runs a real Faust worker with only the read-model agents (streams/app.py READ_MODEL_AGENTS:
-   no email, no outside effect) against the target, until its group has committed every
-   partition to the end of the topics, then stops it.
+3. runs a real Faust worker with only the read-model agents (REPLAY_AGENTS: no email, no outside
+   effect) against the target, until its group has committed every partition to the end of the
+   topics, then stops it.
 
 The result is what the live pipeline built from the same events (tests/streams/test_replay.py
 compares them). To serve from a rebuilt generation, point the worker and the relay at its topic
@@ -34,9 +36,12 @@ from pydantic import SecretStr
 from bridges.kafka import ProducerFactory, ensure_topics
 from bridges.relay import send_records
 from infrastructure.migrations import migrate
+from infrastructure.mongo import create_mongo_client, mongo_database
 from infrastructure.processes import ManagedProcess
 from infrastructure.settings import Settings
+from streams.app import READ_MODEL_AGENTS
 from streams.topics import stream_topic
+from tables.client_data import CLIENT_DATA
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +51,12 @@ READ_MODEL_TABLES = (
     "analytics.escrow_movements",
     "analytics.user_ratings",
 )
-# The streams the read-model agents consume: the replay waits for these to be folded.
+# The agents the replay worker runs: the PostgreSQL read models' and MongoDB `client_data`'s,
+# which only folds into a table and upserts documents, so the whole history may go through it
+# again. (dict.fromkeys: should READ_MODEL_AGENTS come to name it, it is still registered once.)
+REPLAY_AGENTS = tuple(dict.fromkeys((*READ_MODEL_AGENTS, "client_data")))
+# The streams those agents consume (gigs: escrow and client_data; reviews: ratings): the replay
+# waits for these to be folded.
 FOLDED_STREAMS = ("gigs", "reviews")
 _CHUNK = 2_000
 
@@ -61,6 +71,7 @@ class ReplayReport:
     seconds: float
     topic_prefix: str
     app_id: str
+    mongo_database: str
 
 
 async def replay(
@@ -73,10 +84,22 @@ async def replay(
 ) -> ReplayReport:
     """Rebuild `target`'s topics, tables and read models from `source`'s outbox."""
     started = time.monotonic()
-    same_database = source.database_url == target.database_url
-    if same_database and not in_place:
+    live = [
+        store
+        for store, same in (
+            ("PostgreSQL", source.database_url == target.database_url),
+            (
+                "MongoDB",
+                (source.mongo_url, source.mongo_database)
+                == (target.mongo_url, target.mongo_database),
+            ),
+        )
+        if same
+    ]
+    if live and not in_place:
         raise ReplayRefused(
-            "the target read models are the live ones: pass --in-place to empty and rebuild them"
+            f"the target {' and '.join(live)} read models are the live ones: pass --in-place to "
+            "empty and rebuild them"
         )
     if (source.topic_prefix, source.faust_app_id) == (target.topic_prefix, target.faust_app_id):
         raise ReplayRefused("the target needs a topic prefix and app id of its own")
@@ -85,6 +108,7 @@ async def replay(
     if any((await end_offsets(target, FOLDED_STREAMS)).values()):
         raise ReplayRefused(f"the topics under {target.topic_prefix!r} are not empty")
     await empty_read_models(target.database_url)
+    await empty_client_data(target)
     events, ends = await publish_outbox(source.database_url, target)
     if progress:
         progress(f"published {events} events to {target.topic_prefix}.*")
@@ -100,7 +124,11 @@ async def replay(
     finally:
         _stop(worker)
     return ReplayReport(
-        events, time.monotonic() - started, target.topic_prefix, target.faust_app_id
+        events,
+        time.monotonic() - started,
+        target.topic_prefix,
+        target.faust_app_id,
+        target.mongo_database,
     )
 
 
@@ -111,6 +139,16 @@ async def empty_read_models(database_url: str) -> None:
         await conn.execute(f"TRUNCATE {', '.join(READ_MODEL_TABLES)}")
     finally:
         await conn.close()
+
+
+async def empty_client_data(target: Settings) -> None:
+    """Every document of the target's `client_data` goes. Deleted rather than dropped: the
+    collection keeps whatever indexes it was given."""
+    client = create_mongo_client(target)
+    try:
+        await mongo_database(client, target)[CLIENT_DATA].delete_many({})
+    finally:
+        client.close()
 
 
 async def publish_outbox(
@@ -181,7 +219,13 @@ async def committed_offsets(
 async def wait_folded(
     target: Settings, worker: ManagedProcess, *, ends: dict[TopicPartition, int], deadline_s: float
 ) -> None:
-    """Until the worker's group has committed every folded partition to its end."""
+    """Until the worker's group has committed every folded partition to its end.
+
+    This covers every agent reading a partition, not only one of them: all the worker's agents
+    are one consumer group (the app id), and Faust hands a message to each agent subscribed to its
+    topic and counts it acked, committable, only once every one of them has acked it. An agent
+    acks a batch after its sinks wrote it (agents/folding.py), so the `gigs` offsets reach the end
+    only when both escrow_balances and client_data have written everything."""
     end = time.monotonic() + deadline_s
     while True:
         if not worker.alive:
@@ -200,8 +244,6 @@ async def wait_folded(
 
 
 def worker_environment(target: Settings) -> dict[str, str]:
-    from streams.app import READ_MODEL_AGENTS
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("TULIFO_")}
     for name, value in target.model_dump().items():
         if isinstance(value, SecretStr):
@@ -213,7 +255,7 @@ def worker_environment(target: Settings) -> dict[str, str]:
         else:
             text = str(value)
         env[f"TULIFO_{name.upper()}"] = text
-    env["TULIFO_WORKER_AGENTS"] = ",".join(READ_MODEL_AGENTS)
+    env["TULIFO_WORKER_AGENTS"] = ",".join(REPLAY_AGENTS)
     return env
 
 

@@ -35,8 +35,9 @@ AGENT_MODULES: dict[str, Callable[[faust.App, AgentDeps], None]] = {
     "ratings": ratings.register,
     "client_data": client_data.register,
 }
-# The agents that only fold events into tables and read models: no outside effect, so a replay
-# may run them over the whole history.
+# The agents that fold events into the PostgreSQL analytics read models: no outside effect, so a
+# replay may run them over the whole history (with `client_data`, which folds into MongoDB:
+# bridges/replay.py REPLAY_AGENTS).
 READ_MODEL_AGENTS = ("escrow", "ratings")
 
 

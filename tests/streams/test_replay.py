@@ -1,5 +1,6 @@
 """`tulifo replay`: the read models rebuilt from the outbox into empty stores equal the ones the
-live pipeline built from the same events, row for row."""
+live pipeline built from the same events: the PostgreSQL tables row for row, the MongoDB
+`client_data` documents field for field."""
 
 from __future__ import annotations
 
@@ -8,14 +9,20 @@ import random
 import subprocess
 import sys
 import uuid
+from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
 from bridges.relay import OutboxRelay
 from bridges.replay import ReplayRefused, replay
+from infrastructure.mongo import MongoDatabase
 from infrastructure.settings import Settings
+from streams.events import Event
+from tables import escrow
+from tables.client_data import CLIENT_DATA, project_entry
 from tests.conftest import wait_until
 from tests.databases import fresh_database
 from tests.streams.gig_factories import random_mix
@@ -32,6 +39,10 @@ from tests.streams.workers import (
     spawn_worker,
     worker_env,
 )
+from tests.tables.support import scratch_database
+
+# The live worker runs client_data beside the PostgreSQL read models' agents, as the replay does.
+LIVE_AGENTS = f"{READ_MODEL_AGENTS},client_data"
 
 # Every column but materialized_at (when the row was written, which a rebuild changes).
 READ_MODELS = {
@@ -61,6 +72,34 @@ async def snapshot(database_url: str) -> dict[str, list[tuple[object, ...]]]:
         await conn.close()
 
 
+async def documents(db: MongoDatabase) -> dict[str, dict[str, Any]]:
+    """Every client_data document, by id."""
+    return {doc["_id"]: doc async for doc in db[CLIENT_DATA].find({})}
+
+
+def without_write_time(docs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The documents but their top-level `updatedAt`: when the sink last wrote them, which a
+    rebuild changes (each project's own `updatedAt` comes from its events, and stays)."""
+    return {key: {k: v for k, v in doc.items() if k != "updatedAt"} for key, doc in docs.items()}
+
+
+def client_projects(events: list[Event]) -> dict[str, dict[str, Any]]:
+    """client id -> project id -> the client_data entry that folding `events` once each, in
+    order, gives. An entry's lastSequence is its gig's last event the fold applies: the sink
+    writes a gig's value when one of those is folded, not for the gig's other events."""
+    gigs: dict[str, Any] = {}
+    for event in events:
+        if event.type in escrow.TYPES:
+            state = escrow.apply(gigs.get(event.aggregate_id), event)
+            gigs[event.aggregate_id] = {**state, "seq": event.sequence}
+    projects: dict[str, dict[str, Any]] = defaultdict(dict)
+    for project_id, state in gigs.items():
+        entry = project_entry(project_id, state)
+        if entry is not None:
+            projects[entry["clientId"]][project_id] = entry
+    return dict(projects)
+
+
 async def test_a_replay_into_empty_stores_rebuilds_what_the_live_pipeline_built(
     kafka: str, mongo_url: str, tmp_path: Path
 ) -> None:
@@ -68,19 +107,29 @@ async def test_a_replay_into_empty_stores_rebuilds_what_the_live_pipeline_built(
     async with (
         fresh_database("tulifo_live") as live_db,
         fresh_database("tulifo_rebuilt") as rebuilt_db,
+        scratch_database(mongo_url) as live_mongo,
+        scratch_database(mongo_url) as rebuilt_mongo,
     ):
         settings = pipeline_settings(
-            database_url=live_db, kafka=kafka, mongo_url=mongo_url, prefix="l"
+            database_url=live_db,
+            kafka=kafka,
+            mongo_url=mongo_url,
+            prefix="l",
+            mongo_database=live_mongo.name,
         )
         await append_to_outbox(live_db, events)
-        worker = spawn_worker(settings, tmp_path, agents=READ_MODEL_AGENTS)
+        history = await event_store(live_db)
+        expected, expected_clients = recompute(history), client_projects(history)
+        worker = spawn_worker(settings, tmp_path, agents=LIVE_AGENTS)
         relay = OutboxRelay(settings)
         relaying = asyncio.create_task(relay.run())
         try:
 
             async def live_caught_up() -> bool:
-                expected = recompute(await event_store(live_db))
-                return (await balances(live_db), await ratings_rows(live_db)) == expected
+                if (await balances(live_db), await ratings_rows(live_db)) != expected:
+                    return False
+                docs = await documents(live_mongo)
+                return {key: doc["projects"] for key, doc in docs.items()} == expected_clients
 
             await wait_until(live_caught_up, timeout=120, interval=0.3, what="the live pipeline")
         finally:
@@ -89,6 +138,12 @@ async def test_a_replay_into_empty_stores_rebuilds_what_the_live_pipeline_built(
             worker.process.stop()
         live = await snapshot(live_db)
         assert len(live["analytics.escrow_balances"]) == 400
+        live_docs = await documents(live_mongo)
+        assert sum(len(doc["projects"]) for doc in live_docs.values()) == 400
+        # Left over from an earlier rebuild: the replay starts from an empty collection.
+        await rebuilt_mongo[CLIENT_DATA].insert_one(
+            {"_id": "stale", "clientId": "stale", "projects": {}}
+        )
 
         # The command a user runs, as a user runs it.
         command = [
@@ -98,6 +153,8 @@ async def test_a_replay_into_empty_stores_rebuilds_what_the_live_pipeline_built(
             "replay",
             "--database-url",
             rebuilt_db,
+            "--mongo-database",
+            rebuilt_mongo.name,
             "--topic-prefix",
             f"r{uuid.uuid4().hex[:8]}",
             "--app-id",
@@ -118,13 +175,21 @@ async def test_a_replay_into_empty_stores_rebuilds_what_the_live_pipeline_built(
         assert f"replayed {len(events)} events" in done.stdout
 
         assert await snapshot(rebuilt_db) == live
+        # Read as soon as the command is done: it returns only once client_data has written all.
+        assert without_write_time(await documents(rebuilt_mongo)) == without_write_time(live_docs)
+        # The live documents are untouched, down to when they were written.
+        assert await documents(live_mongo) == live_docs
 
 
 async def test_a_replay_over_the_live_read_models_must_be_asked_for(
     settings: Settings,
 ) -> None:
     target = settings.model_copy(update={"topic_prefix": "elsewhere", "faust_app_id": "other"})
-    with pytest.raises(ReplayRefused, match="--in-place"):
+    with pytest.raises(ReplayRefused, match=r"PostgreSQL and MongoDB .* --in-place"):
         await replay(settings, target)
+    # Another PostgreSQL database is not enough: client_data would be rebuilt over the live one.
+    elsewhere = target.model_copy(update={"database_url": "postgresql://nowhere/rebuilt"})
+    with pytest.raises(ReplayRefused, match=r"target MongoDB read models .* --in-place"):
+        await replay(settings, elsewhere)
     with pytest.raises(ReplayRefused, match="prefix and app id of its own"):
         await replay(settings, settings, in_place=True)
