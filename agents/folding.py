@@ -15,12 +15,18 @@ How a batch goes (DESIGN.md §4, §7):
    dedupe lives in the value, so it survives a crash together with the state it protects.
 3. The sinks write the working value of every key the batch touched (duplicates included: after
    a crash the table may be ahead of the read model, and writing its value catches the read model
-   up). A store that is down is back-pressure: the batch waits, unacked, and nothing new is taken.
+   up). A store that is down is back-pressure: the batch waits, unacked, and nothing further is
+   taken once the next batch is folded.
 4. The values go into the table's memory store and one changelog record per key per batch goes
    straight to the producer, to the key's source partition: the same record Faust would write,
    without its per-update overhead (one record per event through a 100-message buffer). Derived
    events (`rating.updated`) are produced here too, and the batch waits for the broker's acks.
 5. The batch is acked; Faust commits the offsets later.
+
+Steps 3-5 of one batch run while the next batch is taken and folded (step 2), reading the values
+the first one is committing; batches are committed one at a time, in order, so acks stay in
+offset order. Should a store refuse a value the next batch built on, that batch is folded again
+from what the table holds (its poison dead-lettered a second time, which a dead letter allows).
 
 Recovery (`FoldTable`) keeps the value with the highest `seq` per key, whatever order the
 changelog holds them in.
@@ -52,7 +58,7 @@ from agents.runtime import AgentDeps, DeadLetters, validate_event
 from streams.events import Event, PoisonEvent
 from streams.packing import is_pack, unpack
 from streams.topics import STREAMS, stream_of, stream_topic
-from tables.sink import PG_UNAVAILABLE, Sink, SinkUnavailable
+from tables.sink import PG_UNAVAILABLE, Buffered, Sink, SinkUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +159,8 @@ class Batch:
     taken_of: dict[str, list[Taken]] = field(default_factory=lambda: defaultdict(list))
     changed: set[str] = field(default_factory=set)
     outcomes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # Each sink's buffer of this batch, detached when the fold ended.
+    buffered: list[tuple[Sink, Buffered]] = field(default_factory=list)
 
 
 class FoldRunner:
@@ -187,6 +195,8 @@ class FoldRunner:
         self._sinks: list[Sink] | None = None
         self._outbox: asyncpg.Pool | None = None
         self._data: MutableMapping[Any, Any] = {}  # the table's values, looked up per batch
+        # The working values of the batch being committed, until the table has them.
+        self._ahead: dict[str, State] = {}
         self._stream_types = frozenset(STREAMS[fold.stream])
 
     @property
@@ -221,6 +231,7 @@ class FoldRunner:
                     log.exception("unexpected error folding an event; dead-lettering it")
                     await self._dead_letter([taken], f"unexpected {type(exc).__name__}: {exc}")
                     batch.outcomes["dead_lettered"] += 1
+        batch.buffered = [(sink, sink.detach()) for sink in self.sinks]
         return batch
 
     async def _fold_one(self, batch: Batch, taken: Taken) -> None:
@@ -238,7 +249,13 @@ class FoldRunner:
             if event.sequence is None:
                 raise PoisonEvent(f"{event.type} carries no aggregate sequence")
             key, sequence = event.aggregate_id, event.sequence
-        state = batch.working[key] if key in batch.working else self._data.get(key)
+        state: State | None
+        if key in batch.working:
+            state = batch.working[key]
+        elif key in self._ahead:
+            state = self._ahead[key]  # the batch being committed: not in the table yet
+        else:
+            state = self._data.get(key)
         last = int(state["seq"]) if state is not None else 0
         if sequence > last + 1:
             # Earlier events of this aggregate are missing here: a table recovered short of its
@@ -319,10 +336,12 @@ class FoldRunner:
 
     # --- making it visible: read model, table + changelog, derived events -----------------
 
-    async def commit_batch(self, batch: Batch) -> None:
+    async def commit_batch(self, batch: Batch) -> set[str]:
+        """Make `batch` visible: read models, then table and changelog, then derived events;
+        returns the keys a store refused (their values were left out, their events parked)."""
         refused: dict[str, str] = {}
-        for sink in self.sinks:
-            refused |= await self._flush_sink(sink)
+        for sink, buffered in batch.buffered:
+            refused |= await self._flush_sink(sink, buffered)
         for key, reason in refused.items():
             # The store would not take this value: keep the table as it was for this key and
             # park its events, so a republish applies them again once the cause is fixed.
@@ -363,6 +382,7 @@ class FoldRunner:
         await self._produce(records)
         for outcome, count in batch.outcomes.items():
             FOLD_EVENTS.labels(agent=self.fold.name, outcome=outcome).inc(count)
+        return set(refused)
 
     async def _produce(self, records: list[Record]) -> None:
         """Send `records` and wait until the broker has them all, before the batch is acked: a
@@ -378,9 +398,11 @@ class FoldRunner:
 
         await self._holding_the_batch(send_all, retry_on=(Exception,), what="Kafka's acks")
 
-    async def _flush_sink(self, sink: Sink) -> dict[str, str]:
+    async def _flush_sink(self, sink: Sink, buffered: Buffered) -> dict[str, str]:
         return await self._holding_the_batch(
-            sink.flush, retry_on=(SinkUnavailable,), what=f"the {sink.name} read model"
+            lambda: sink.flush(buffered),
+            retry_on=(SinkUnavailable,),
+            what=f"the {sink.name} read model",
         )
 
     async def _holding_the_batch(
@@ -391,7 +413,8 @@ class FoldRunner:
         what: str,
     ) -> T:
         """Run `step` until it succeeds, pausing (capped backoff) after each `retry_on` failure.
-        Meanwhile the batch stays unacked and nothing new is taken: back-pressure, not loss."""
+        Meanwhile the batch stays unacked and no later batch is committed: back-pressure, not
+        loss."""
         failures = 0
         while True:
             try:
@@ -417,20 +440,50 @@ class FoldRunner:
 
     # --- the agent --------------------------------------------------------------------------
 
+    async def _commit_and_ack(
+        self, stream: faust.Stream[bytes], batch: Batch, taken: list[faust.EventT[bytes]]
+    ) -> set[str]:
+        refused = await self.commit_batch(batch)
+        if self._ahead is batch.working:
+            # The table has them now (or kept its own value for a refused key), and a value held
+            # here past its commit could outlive a rebalance that moved its partition away.
+            self._ahead = {}
+        for event in taken:
+            await stream.ack(event)
+        return refused
+
     def register(self) -> None:
         settings = self.deps.settings
 
         async def consume(stream_: faust.StreamT[bytes]) -> None:
-            # noack_take is on the concrete Stream: events are acked below, after their effects.
+            # noack_take is on the concrete Stream: events are acked after their batch's effects.
             stream = cast(faust.Stream[bytes], stream_)
-            async for events in stream.noack_take(
-                settings.fold_batch_max, within=settings.fold_batch_seconds
-            ):
-                taken = cast(list[faust.EventT[bytes]], events)
-                batch = await self.fold_batch([event.message for event in taken])
-                await self.commit_batch(batch)
-                for event in taken:
-                    await stream.ack(event)
+            committing: asyncio.Task[set[str]] | None = None
+            try:
+                async for events in stream.noack_take(
+                    settings.fold_batch_max, within=settings.fold_batch_seconds
+                ):
+                    taken = cast(list[faust.EventT[bytes]], events)
+                    messages = [event.message for event in taken]
+                    # Folded while the previous batch is still being written (its values are
+                    # read from `_ahead`): Python folds while PostgreSQL and Kafka work.
+                    batch = await self.fold_batch(messages)
+                    if committing is not None:
+                        refused = await committing
+                        if refused & batch.working.keys():
+                            # This batch built on a value the store refused (and the table
+                            # kept out): fold it again from what the table holds now.
+                            self._ahead = {}
+                            batch = await self.fold_batch(messages)
+                    # One commit at a time, in batch order: the acks stay in offset order.
+                    self._ahead = batch.working
+                    committing = asyncio.ensure_future(self._commit_and_ack(stream, batch, taken))
+            except asyncio.CancelledError:
+                if committing is not None:
+                    committing.cancel()  # unacked: delivered again, and every write is idempotent
+                raise
+            if committing is not None:
+                await committing
 
         consume.__qualname__ = self.fold.name
         # One actor (concurrency=1): a second would fold one aggregate's events out of order.

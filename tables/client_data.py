@@ -23,7 +23,7 @@ from pymongo import UpdateOne
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, WTimeoutError
 
 from infrastructure.mongo import MongoDatabase
-from tables.sink import Sink, SinkUnavailable
+from tables.sink import Buffered, Sink, SinkUnavailable
 
 CLIENT_DATA = "client_data"
 
@@ -110,7 +110,8 @@ class ClientDataSink(Sink):
         super().__init__()
         self.db = db
 
-    async def write(self, values: Mapping[str, Any]) -> dict[str, str]:
+    async def write(self, batch: Buffered) -> dict[str, str]:
+        values = batch.values
         ops = operations(list(values.items()), now=datetime.now(UTC))
         if not ops:
             return {}

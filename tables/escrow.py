@@ -23,7 +23,7 @@ from typing import Any, Final
 import asyncpg
 
 from streams.events import Event, PoisonEvent
-from tables.sink import PostgresSink
+from tables.sink import Buffered, PostgresSink
 
 # What each event does to a hold; the gig's other events (bids) leave it alone.
 MONEY_TYPES: Final = frozenset(
@@ -312,14 +312,16 @@ class EscrowSink(PostgresSink):
 
     name = "escrow_balances"
 
-    async def write_values(self, conn: asyncpg.Connection, items: list[tuple[str, Any]]) -> None:
+    async def write_values(
+        self, conn: asyncpg.Connection, items: list[tuple[str, Any]], batch: Buffered
+    ) -> None:
         balances = [b for _, state in items for b in state.get("bookings", {}).values()]
         if not balances:
             return
         await conn.executemany(_UPSERT_BALANCE, [balance_row(b) for b in balances])
         # Only the movements of this batch's events (applied or redelivered): the earlier ones
         # were written before their own batches were acked.
-        wanted = {event_id for key, _ in items for event_id in self.events.get(key, ())}
+        wanted = {event_id for key, _ in items for event_id in batch.events.get(key, ())}
         movements = [row for b in balances for row in movement_rows(b, wanted)]
         if movements:
             await conn.executemany(_INSERT_MOVEMENT, movements)

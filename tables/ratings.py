@@ -23,7 +23,7 @@ import asyncpg
 
 from streams.events import Event, PoisonEvent, new_event
 from streams.ratings import RatingUpdated
-from tables.sink import PostgresSink
+from tables.sink import Buffered, PostgresSink
 
 TYPES: Final = frozenset({"review.created"})
 
@@ -115,13 +115,15 @@ ON CONFLICT (user_id) DO UPDATE SET
 class RatingsSink(PostgresSink):
     name = "user_ratings"
 
-    async def write_values(self, conn: asyncpg.Connection, items: list[tuple[str, Any]]) -> None:
+    async def write_values(
+        self, conn: asyncpg.Connection, items: list[tuple[str, Any]], batch: Buffered
+    ) -> None:
         await conn.executemany(_UPSERT, [self.row(key, state) for key, state in items])
 
     @staticmethod
     def row(key: str, state: State) -> tuple[Any, ...]:
         return (
-            uuid.UUID(key),
+            key,  # asyncpg parses the uuid string itself
             state["role"],
             state["count"],
             state["sum"],

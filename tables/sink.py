@@ -3,12 +3,14 @@ API, dashboards), behind one small base.
 
 A sink buffers the latest value of every key a batch touched, per source partition, and writes
 them in one go when the agent flushes it, which it does before it acks the batch (so before the
-offsets can be committed). Every write is an idempotent upsert keyed by the aggregate and guarded
-by its sequence, so writing a value twice, or an older one after a newer, changes nothing: replays,
-redeliveries and a crash between the write and the commit are all safe.
+offsets can be committed). The agent detaches a batch's buffer before writing it, so the next
+batch can be folded into a new one meanwhile (agents/folding.py). Every write is an idempotent
+upsert keyed by the aggregate and guarded by its sequence, so writing a value twice, or an older one
+after a newer, changes nothing: replays, redeliveries and a crash between the write and the commit
+are all safe.
 
 A dependency that is down is back-pressure, not loss: `flush` raises `SinkUnavailable`, the agent
-keeps the batch unacked, takes nothing new, and tries again after a pause. A value the store
+keeps the batch unacked, commits nothing after it, and tries again after a pause. A value the store
 refuses (a constraint, a bad type) is poison for its key only: the other keys are written and the
 refused one is reported back so its events can be dead-lettered with the reason.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -43,51 +45,69 @@ class SinkUnavailable(Exception):
     """The store cannot be written now; retry the whole flush later."""
 
 
+@dataclass
+class Buffered:
+    """What one batch gave a sink: the latest value per key, the events behind each (a sink that
+    writes one row per event writes those, not every event the value has ever folded), and the
+    oldest event's time per key (for the lag). Detached from the sink by `Sink.detach`, so the
+    next batch fills a new one while this one is written."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    events: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    oldest: dict[str, datetime] = field(default_factory=dict)
+
+
 class Sink(ABC):
-    """Buffer per partition, last value per key wins; `flush` writes and clears the buffer."""
+    """Buffer per partition, last value per key wins; `flush` writes a batch's buffer."""
 
     name: ClassVar[str]
 
     def __init__(self) -> None:
-        self._buffer: dict[int, dict[str, Any]] = defaultdict(dict)
-        self._oldest: dict[str, datetime] = {}
-        # The events behind each buffered value: a sink that writes one row per event writes
-        # those, not every event the value has ever folded.
-        self.events: dict[str, set[str]] = defaultdict(set)
+        self._buffer: dict[int, Buffered] = defaultdict(Buffered)
 
     def add(
         self, *, partition: int, key: str, value: Any, occurred_at: datetime, event_id: str
     ) -> None:
-        self._buffer[partition][key] = value
-        self.events[key].add(event_id)
-        seen = self._oldest.get(key)
+        buffered = self._buffer[partition]
+        buffered.values[key] = value
+        buffered.events[key].add(event_id)
+        seen = buffered.oldest.get(key)
         if seen is None or occurred_at < seen:
-            self._oldest[key] = occurred_at
+            buffered.oldest[key] = occurred_at
 
     def __len__(self) -> int:
-        return sum(len(values) for values in self._buffer.values())
+        return sum(len(part.values) for part in self._buffer.values())
 
-    async def flush(self) -> dict[str, str]:
-        """Write every buffered value; returns {key: reason} for values the store refused.
-        Raises SinkUnavailable (buffer kept) when the store is down."""
-        values = {key: value for part in self._buffer.values() for key, value in part.items()}
-        if not values:
+    def detach(self) -> Buffered:
+        """Everything buffered so far, as one batch to `flush`; the sink starts a new buffer."""
+        parts, self._buffer = self._buffer, defaultdict(Buffered)
+        merged = Buffered()
+        for part in parts.values():
+            merged.values.update(part.values)
+            merged.events.update(part.events)  # a key lives in one partition
+            merged.oldest.update(part.oldest)
+        return merged
+
+    async def flush(self, batch: Buffered | None = None) -> dict[str, str]:
+        """Write `batch` (by default, everything buffered); returns {key: reason} for values the
+        store refused. Raises SinkUnavailable when the store is down: flush the same batch
+        again later."""
+        if batch is None:
+            batch = self.detach()
+        if not batch.values:
             return {}
-        refused = await self.write(values)
+        refused = await self.write(batch)
         now = datetime.now().astimezone()
         lag = MATERIALIZATION_LAG.labels(sink=self.name)
-        for key, occurred_at in self._oldest.items():
+        for key, occurred_at in batch.oldest.items():
             if key not in refused:
                 lag.observe(max(0.0, (now - occurred_at).total_seconds()))
-        SINK_WRITES.labels(sink=self.name).inc(len(values) - len(refused))
-        self._buffer.clear()
-        self._oldest.clear()
-        self.events.clear()
+        SINK_WRITES.labels(sink=self.name).inc(len(batch.values) - len(refused))
         return refused
 
     @abstractmethod
-    async def write(self, values: Mapping[str, Any]) -> dict[str, str]:
-        """Upsert `values` (key -> table value); returns {key: reason} for those refused."""
+    async def write(self, batch: Buffered) -> dict[str, str]:
+        """Upsert `batch.values` (key -> table value); returns {key: reason} for those refused."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the sink holds."""
@@ -128,15 +148,19 @@ class PostgresSink(Sink):
         return self._pool
 
     @abstractmethod
-    async def write_values(self, conn: asyncpg.Connection, items: list[tuple[str, Any]]) -> None:
-        """Upsert `items` (key, value) on `conn`, inside the transaction the base opened."""
+    async def write_values(
+        self, conn: asyncpg.Connection, items: list[tuple[str, Any]], batch: Buffered
+    ) -> None:
+        """Upsert `items` (key, value) of `batch` on `conn`, inside the transaction the base
+        opened."""
 
-    async def write(self, values: Mapping[str, Any]) -> dict[str, str]:
+    async def write(self, batch: Buffered) -> dict[str, str]:
+        values = batch.values
         pool = await self.pool()
         try:
             try:
                 async with pool.acquire() as conn, conn.transaction():
-                    await self.write_values(conn, list(values.items()))
+                    await self.write_values(conn, list(values.items()), batch)
                 return {}
             except asyncpg.PostgresError as exc:
                 if isinstance(exc, PG_UNAVAILABLE):
@@ -147,7 +171,7 @@ class PostgresSink(Sink):
             for key, value in values.items():
                 try:
                     async with pool.acquire() as conn, conn.transaction():
-                        await self.write_values(conn, [(key, value)])
+                        await self.write_values(conn, [(key, value)], batch)
                 except asyncpg.PostgresError as exc:
                     if isinstance(exc, PG_UNAVAILABLE):
                         raise
