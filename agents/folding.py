@@ -440,6 +440,22 @@ class FoldRunner:
 
     # --- the agent --------------------------------------------------------------------------
 
+    async def fold_next(
+        self, messages: Sequence[Any], committing: Awaitable[set[str]] | None
+    ) -> Batch:
+        """Fold `messages` while the previous batch (`committing`) is still being written (its
+        values are read from `_ahead`): Python folds while PostgreSQL and Kafka work. Returns
+        once that commit is done too."""
+        batch = await self.fold_batch(messages)
+        if committing is not None:
+            refused = await committing
+            if refused & batch.working.keys():
+                # This batch built on a value the store refused (and the table kept out): fold
+                # it again from what the table holds now.
+                self._ahead = {}
+                batch = await self.fold_batch(messages)
+        return batch
+
     async def _commit_and_ack(
         self, stream: faust.Stream[bytes], batch: Batch, taken: list[faust.EventT[bytes]]
     ) -> set[str]:
@@ -464,17 +480,7 @@ class FoldRunner:
                     settings.fold_batch_max, within=settings.fold_batch_seconds
                 ):
                     taken = cast(list[faust.EventT[bytes]], events)
-                    messages = [event.message for event in taken]
-                    # Folded while the previous batch is still being written (its values are
-                    # read from `_ahead`): Python folds while PostgreSQL and Kafka work.
-                    batch = await self.fold_batch(messages)
-                    if committing is not None:
-                        refused = await committing
-                        if refused & batch.working.keys():
-                            # This batch built on a value the store refused (and the table
-                            # kept out): fold it again from what the table holds now.
-                            self._ahead = {}
-                            batch = await self.fold_batch(messages)
+                    batch = await self.fold_next([event.message for event in taken], committing)
                     # One commit at a time, in batch order: the acks stay in offset order.
                     self._ahead = batch.working
                     committing = asyncio.ensure_future(self._commit_and_ack(stream, batch, taken))
