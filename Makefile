@@ -33,9 +33,16 @@ format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install ## the throughput and latency benchmark (bench/README.md)
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+# The Quix Streams peer runs from a venv of its own: it pins pydantic below what the project uses.
+QUIX_VENV := .venv-quix
+$(QUIX_VENV)/.installed: bench/peers/requirements-quix.txt
+	$(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/pip install --quiet --upgrade pip
+	$(QUIX_VENV)/bin/pip install --quiet -r bench/peers/requirements-quix.txt
+	touch $@
+
+bench: install $(QUIX_VENV)/.installed ## the throughput and latency benchmark (bench/README.md)
 	$(BIN)/python -m bench
 
 clean: ## remove the venv and local state
-	rm -rf $(VENV) .tulifo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(QUIX_VENV) .tulifo .pytest_cache .mypy_cache .ruff_cache

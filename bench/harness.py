@@ -240,6 +240,7 @@ def _last_words(tail: deque[str]) -> str:
     return f": {tail[-1][:200]}" if tail else ""
 
 
-def python_child(script: Path, *args: object) -> list[str]:
-    """argv running `script` with this interpreter, unbuffered, so lines arrive as printed."""
-    return [sys.executable, "-u", str(script), *(str(a) for a in args)]
+def python_child(script: Path, *args: object, python: str | None = None) -> list[str]:
+    """argv running `script` with `python` (this interpreter by default), unbuffered, so lines
+    arrive as printed."""
+    return [python or sys.executable, "-u", str(script), *(str(a) for a in args)]

@@ -23,6 +23,16 @@ from bench import harness
 from bench.report import Row, row
 
 PEERS_DIR = Path(__file__).parent / "peers"
+# Quix Streams lives in a venv of its own (`make bench`; bench/peers/requirements-quix.txt).
+QUIX_PYTHON = Path(__file__).parent.parent / ".venv-quix" / "bin" / "python"
+
+
+def quix_python() -> str | None:
+    """The interpreter of the Quix peer: .venv-quix's when it exists, else this one (which may
+    have quixstreams installed by hand; the row says so when it has not)."""
+    return str(QUIX_PYTHON) if QUIX_PYTHON.exists() else None
+
+
 # Start-up and group join take ~7 s per peer on Tansu; a peer still going after this is broken.
 DEADLINE_S = 120.0
 # The parent waits a little longer than the child's own deadline, so the child's own account of
@@ -177,6 +187,7 @@ async def measure(
                 workdir / "quix-state",
                 "--timeout",
                 deadline_s,
+                python=quix_python(),
             ),
             quix_events,
             workdir,

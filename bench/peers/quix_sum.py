@@ -25,7 +25,11 @@ from typing import Any
 try:
     from quixstreams import Application, State
 except ImportError as error:  # an optional extra: say so plainly, not with a traceback
-    print(f"quixstreams is not installed ({error}): pip install -e '.[bench]'", flush=True)
+    print(
+        f"quixstreams is not installed ({error}): `make bench` puts it in .venv-quix "
+        "(bench/peers/requirements-quix.txt)",
+        flush=True,
+    )
     raise SystemExit(2) from None
 
 
