@@ -31,9 +31,12 @@ from what the table holds (its poison dead-lettered a second time, which a dead 
 Recovery (`FoldTable`) keeps the value with the highest `seq` per key, whatever order the
 changelog holds them in.
 
-Why not `table[key] = value` per event: that is ~1.3-2k events/s on these machines; this is the
-pattern DESIGN.md §7 measured at 3-5x that and keeps changelog recovery. Writing `table.data`
-directly is only right with the memory store (the app's store, streams/app.py).
+Why not `table[key] = value` per event: that is ~1.3-3k events/s on these machines. Batches with
+one changelog record per key (DESIGN.md §7's "net direct") took a worker to ~4-5k, still paying
+Faust's per-message delivery for every event; with packs (streams/packing.py) and the overlap
+above, the same worker folds ~7-20k events/s into PostgreSQL (bench/README.md), and the read
+models' writes are what it waits on. Changelog recovery is kept. Writing `table.data` directly is
+only right with the memory store (the app's store, streams/app.py).
 
 A poison event (undecodable, contradicting the aggregate's state) is dead-lettered with the reason
 and skipped, its aggregate's `seq` not moved: republished later, it is applied then.

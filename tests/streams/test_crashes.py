@@ -189,11 +189,6 @@ def spawn_relay(settings: Settings, directory: Path, name: str) -> ManagedProces
     )
 
 
-@pytest.mark.skip(
-    reason="not yet reliable on Tansu: in one of five runs the new relay and worker stalled "
-    "after the republish (see the issue note); the relay's mark and rewind, and the folds' "
-    "gap filling, are covered by tests/bridges and test_read_models"
-)
 async def test_a_broker_restarted_empty_is_refilled_from_the_outbox_and_nothing_doubles(
     mongo_url: str, tmp_path: Path
 ) -> None:
