@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
 from fastapi import Query
@@ -45,6 +45,32 @@ def encode_cursor(created_at: datetime, item_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+def in_utc(value: datetime) -> datetime:
+    """`value` as a UTC instant. ValueError when it has no time zone, or when it is one of the
+    few Python can hold only in its own zone (year 1 east of UTC, year 9999 west of it): the
+    database driver would fail converting it, after the request was accepted."""
+    if value.tzinfo is None:
+        raise ValueError("a time without a time zone")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("a time out of range") from exc
+
+
+def instant_param(value: datetime | None, *, field: str) -> datetime | None:
+    """A time a client sent as a query parameter, in UTC (one without a zone is taken as UTC); a
+    422 naming `field` when unusable."""
+    if value is None:
+        return None
+    try:
+        return in_utc(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
+    except ValueError as exc:
+        raise Invalid(
+            f"invalid request: {field}: {exc}",
+            details=[{"field": field, "message": str(exc), "type": "datetime"}],
+        ) from exc
+
+
 def decode_cursor(value: str | None) -> Cursor | None:
     """The cursor a client sent back; a malformed one is a 422 naming `cursor`."""
     if value is None:
@@ -52,10 +78,10 @@ def decode_cursor(value: str | None) -> Cursor | None:
     try:
         padded = value + "=" * (-len(value) % 4)
         created_at, item_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        cursor = Cursor(created_at=datetime.fromisoformat(created_at), id=uuid.UUID(item_id))
-        if cursor.created_at.tzinfo is None:
-            raise ValueError("cursor time without a time zone")
-    except (ValueError, TypeError, binascii.Error) as exc:
+        cursor = Cursor(
+            created_at=in_utc(datetime.fromisoformat(created_at)), id=uuid.UUID(item_id)
+        )
+    except (ValueError, TypeError, binascii.Error, RecursionError) as exc:
         message = "not a cursor this API issued"
         raise Invalid(
             f"invalid request: cursor: {message}",

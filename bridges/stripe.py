@@ -203,6 +203,8 @@ def verify_webhook(
         body = json.loads(text)
     except ValueError as exc:
         raise WebhookRejected("INVALID_PAYLOAD", "the webhook body is not JSON") from exc
+    except RecursionError as exc:  # nested deeper than the parser goes: no event of Stripe's
+        raise WebhookRejected("INVALID_PAYLOAD", "the webhook body is nested too deep") from exc
     if not isinstance(body, dict):
         raise WebhookRejected("INVALID_PAYLOAD", "the webhook body is not a Stripe event")
     if not isinstance(body.get("id"), str) or not isinstance(body.get("type"), str):

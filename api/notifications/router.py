@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query
 from api.auth.dependencies import CurrentUser
 from api.envelope import Envelope, ok
 from api.errors import NotFound
+from api.pagination import instant_param
 from api.schemas import ApiModel
 from api.state import MongoDep
 from tables import notifications as store
@@ -57,7 +58,11 @@ async def list_notifications(
     """The caller's notifications, newest first."""
     user_id = str(user.id)
     documents = await store.list_for_user(
-        db, user_id=user_id, limit=limit + 1, before=before, unread_only=unread_only
+        db,
+        user_id=user_id,
+        limit=limit + 1,
+        before=instant_param(before, field="before"),
+        unread_only=unread_only,
     )
     page = documents[:limit]
     next_before = page[-1]["createdAt"] if len(documents) > limit else None

@@ -61,7 +61,7 @@ async def handle_event(
         if handler is None:
             effect = Effect("ignored", f"event type {event['type']} is not handled")
         else:
-            effect = await handler(conn, stripe, event["data"]["object"])
+            effect = await _apply(handler, conn, stripe, event)
         await repository.settle_stripe_event(
             conn,
             event_id=event_id,
@@ -70,6 +70,31 @@ async def handle_event(
             payment_id=effect.payment_id,
         )
     return WebhookAck(event_id=event_id, outcome=effect.outcome, note=effect.note)
+
+
+class Malformed(Exception):
+    """A signed event whose object is not what Stripe sends for its type."""
+
+
+async def _apply(
+    handler: Handler, conn: asyncpg.Connection, stripe: StripeGateway, event: dict[str, Any]
+) -> Effect:
+    """Run `handler` in a savepoint: an event it cannot read changes nothing but its ledger
+    entry (answered 200, so Stripe does not redeliver what will never apply)."""
+    try:
+        async with conn.transaction():
+            return await handler(conn, stripe, event["data"]["object"])
+    except (Malformed, KeyError, TypeError, ValueError, AttributeError) as exc:
+        note = f"malformed {event['type']}: {exc}"
+        log.warning("stripe event %s rejected: %s", event["id"], note)
+        return Effect("rejected", note[:500])
+
+
+def _cents(value: Any, what: str) -> int:
+    """An amount Stripe gives in minor units: a non-negative integer, or Malformed."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise Malformed(f"{what} is {value!r}, not a whole number of cents")
+    return value
 
 
 async def _intent_succeeded(
@@ -175,30 +200,43 @@ async def _charge_refunded(
 
     # Our own refunds are recorded (with their Stripe id) before this event can be seen: it
     # waits for our locks. What is left is what someone refunded outside the API.
-    new_cents, last_refund_id = 0, None
     listed = (charge.get("refunds") or {}).get("data") or []
-    for refund in listed:
-        if refund.get("status") in ("failed", "canceled"):
-            continue
+    if not isinstance(listed, list):
+        raise Malformed("refunds.data is not a list")
+    refunds = [
+        (str(refund["id"]), _cents(refund.get("amount"), f"refund {refund.get('id')}'s amount"))
+        for refund in listed
+        if isinstance(refund, dict) and refund.get("status") not in ("failed", "canceled")
+    ]
+    stripe_total = charge.get("amount_refunded")
+    if stripe_total is not None:
+        stripe_total = _cents(stripe_total, "amount_refunded")
+    # Checked before anything is written: refunds of more than was paid are not Stripe's.
+    paid = payment["amount_cents"]
+    refunded = max(sum(cents for _, cents in refunds), stripe_total or 0)
+    if refunded > paid:
+        raise Malformed(f"refunds of {refunded} cents, above the payment's {paid}")
+
+    new_cents, last_refund_id = 0, None
+    for stripe_refund_id, amount_cents in refunds:
         refund_id = uuid.uuid4()
         if await escrow_repository.insert_refund(
             conn,
             refund_id=refund_id,
             payment_id=payment["id"],
             escrow_id=escrow["id"],
-            stripe_refund_id=str(refund["id"]),
-            amount_cents=int(refund["amount"]),
+            stripe_refund_id=stripe_refund_id,
+            amount_cents=amount_cents,
             currency=payment["currency"],
             reason="external",
             dispute_id=None,
             created_by=None,
         ):
-            new_cents, last_refund_id = new_cents + int(refund["amount"]), refund_id
+            new_cents, last_refund_id = new_cents + amount_cents, refund_id
     # Recent API versions leave the refund list out of the charge: its running total still
     # tells how much is unaccounted for.
     recorded = await escrow_repository.refunded_total(conn, payment_id=payment["id"])
-    stripe_total = charge.get("amount_refunded")
-    if isinstance(stripe_total, int) and stripe_total > recorded:
+    if stripe_total is not None and stripe_total > recorded:
         refund_id = uuid.uuid4()
         await escrow_repository.insert_refund(
             conn,

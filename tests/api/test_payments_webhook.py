@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 import stripe
 
 from tests.api.conftest import outbox_events
@@ -341,3 +342,56 @@ async def test_refunds_made_outside_the_api_are_recorded_once(
     (event_refunded,) = await outbox_events(db, event_type="escrow.refunded", key=gig.project_id)
     assert event_refunded["data"]["reason"] == "external"
     assert event_refunded["data"]["amount_cents"] == 1005
+
+
+async def _refunds_and_status(db: asyncpg.Connection, gig: Any) -> tuple[int, str]:
+    count = await db.fetchval("SELECT count(*) FROM refunds WHERE escrow_id = $1", gig.escrow_id)
+    return count, await _escrow_status(db, gig.escrow_id)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "why"),
+    [
+        (lambda c: c["refunds"]["data"][0].pop("amount"), "is None, not a whole number"),
+        (lambda c: c["refunds"]["data"][0].update(amount="lots"), "is 'lots', not a whole"),
+        (lambda c: c["refunds"]["data"][0].update(amount=12.5), "is 12.5, not a whole"),
+        (lambda c: c.update(amount_refunded=10_000_000), "above the payment's 1005"),
+        (lambda c: c["refunds"].update(data="nope"), "refunds.data is not a list"),
+        (lambda c: c.update(refunds=["nope"]), "malformed charge.refunded"),
+    ],
+)
+async def test_a_signed_but_malformed_refund_is_acknowledged_and_changes_nothing(
+    client: httpx.AsyncClient,
+    stripe_api: stripe.StripeClient,
+    webhook_secret: str,
+    db: asyncpg.Connection,
+    tamper: Any,
+    why: str,
+) -> None:
+    gig, _, event = await _paid_event(client, stripe_api)
+    await send_webhook(client, event, secret=webhook_secret)
+    charge_id = event["data"]["object"]["latest_charge"]["id"]
+    await stripe_api.v1.refunds.create_async(params={"charge": charge_id, "amount": 300})
+    charge = (await stripe_api.v1.charges.retrieve_async(charge_id)).to_dict()
+    tamper(charge)
+    before = await _refunds_and_status(db, gig)
+
+    response = await send_webhook(
+        client, stripe_event("charge.refunded", charge), secret=webhook_secret
+    )
+
+    # 200, not 4xx or 500: Stripe would redeliver an event that can never apply, for days.
+    assert response.status_code == 200, response.text
+    ack = response.json()["data"]
+    assert ack["outcome"] == "rejected"
+    assert why in ack["note"]
+    assert await _refunds_and_status(db, gig) == before == (0, "funded")
+
+
+async def test_a_signed_body_nested_deeper_than_json_goes_is_refused(
+    client: httpx.AsyncClient, webhook_secret: str
+) -> None:
+    payload = "[" * 100_000 + "]" * 100_000
+    response = await client.post(WEBHOOK, content=payload, headers=signed(payload, webhook_secret))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "INVALID_PAYLOAD"
