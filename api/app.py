@@ -7,12 +7,13 @@ from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
 from fastapi import APIRouter, FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from api import health
+from api.cors import EnvelopeCORSMiddleware
 from api.handlers import install_error_handlers
 from api.metrics import metrics_endpoint
 from api.middleware import GatewayMiddleware
+from api.openapi import install_openapi
 from api.state import AppState
 from infrastructure.database import create_pool
 from infrastructure.mongo import create_mongo_client, mongo_database
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(
-        CORSMiddleware,
+        EnvelopeCORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_credentials=True,
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     for router in _domain_routers():
         app.include_router(router, prefix="/api")
+    install_openapi(app)
     return app
 
 
