@@ -4,6 +4,11 @@ Calls go through the library's async HTTP client (httpx), never blocking the eve
 every write carries an idempotency key derived from our own ids, so a retry after a timeout or a
 crash returns the object the first attempt made instead of making a second one.
 
+Callers never hold a database connection or a row lock while a call is in flight: a Stripe
+that hangs would otherwise hold the pool with it (DESIGN.md §5). Every call has a connect and a
+read timeout, and the whole call (the library's retries included) a deadline; a Stripe that does
+not answer within it is a retryable `StripeFailure`, which the API answers 503 with Retry-After.
+
 `settings.stripe_api_base` points the client at another server (localstripe in development and
 tests). With no base set and the development placeholder key, no request leaves the process:
 that key cannot authenticate against api.stripe.com anyway, and a test must never reach it.
@@ -11,35 +16,50 @@ that key cannot authenticate against api.stripe.com anyway, and a test must neve
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
+import httpx
 import stripe
 
 from infrastructure.settings import DEV_STRIPE_API_KEY, Settings
 
 log = logging.getLogger(__name__)
 
-# We hold a row lock on the escrow while a Stripe write is in flight; Stripe's own default
-# (80 s) would stall every other request on that escrow for as long.
-REQUEST_TIMEOUT_SECONDS: Final = 20.0
-# Safe because every write carries an idempotency key: a retried POST is answered from
-# Stripe's idempotency cache, it does not charge or refund twice.
-MAX_NETWORK_RETRIES: Final = 2
+# Defaults of the TULIFO_STRIPE_* settings (infrastructure/settings.py), for a gateway made
+# without them (tests, scripts).
+CONNECT_TIMEOUT_SECONDS: Final = 2.0
+READ_TIMEOUT_SECONDS: Final = 10.0
+MAX_NETWORK_RETRIES: Final = 1
+RETRY_AFTER_SECONDS: Final = 5
+# The longest the library waits between two tries (stripe._http_client.HTTPClient.MAX_DELAY).
+_MAX_RETRY_DELAY_SECONDS: Final = 5.0
 # Stripe's documented default: a signed webhook older than 5 minutes is refused (replay defence).
 WEBHOOK_TOLERANCE_SECONDS: Final = 300
 
 
 class StripeFailure(Exception):
-    """A Stripe call did not do what we asked. `retryable`: the same call may work later."""
+    """A Stripe call did not do what we asked. `retryable`: the same call may work later, after
+    about `retry_after` seconds. A retryable failure of a write may still have been applied by
+    Stripe (the answer was lost): retry it with the same idempotency key, never a new one."""
 
-    def __init__(self, message: str, *, retryable: bool, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        code: str | None = None,
+        retry_after: int = RETRY_AFTER_SECONDS,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.code = code
+        self.retry_after = retry_after
 
 
 class WebhookRejected(Exception):
@@ -68,17 +88,40 @@ class Refund:
     status: str
 
 
+_T = TypeVar("_T")
+
+
 class StripeGateway:
     """The few Stripe operations the marketplace uses, on one client per process."""
 
-    def __init__(self, *, api_key: str, api_base: str | None) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        api_base: str | None,
+        connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+        read_timeout: float = READ_TIMEOUT_SECONDS,
+        max_network_retries: int = MAX_NETWORK_RETRIES,
+        retry_after: int = RETRY_AFTER_SECONDS,
+    ) -> None:
         self._offline = api_base is None and api_key == DEV_STRIPE_API_KEY
-        self._http = stripe.HTTPXClient(timeout=REQUEST_TIMEOUT_SECONDS)
+        self.retry_after = retry_after
+        # httpx's read timeout bounds each wait for bytes, not the whole answer: a server that
+        # trickles a byte at a time would never trip it. The deadline bounds the whole call,
+        # every try and the library's backoff between them included.
+        tries = max_network_retries + 1
+        self.deadline_seconds = (
+            tries * (connect_timeout + read_timeout)
+            + max_network_retries * _MAX_RETRY_DELAY_SECONDS
+        )
+        self._http = stripe.HTTPXClient(
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout)
+        )
         self._client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base} if api_base else None,
             http_client=self._http,
-            max_network_retries=MAX_NETWORK_RETRIES,
+            max_network_retries=max_network_retries,
         )
 
     @classmethod
@@ -86,6 +129,10 @@ class StripeGateway:
         return cls(
             api_key=settings.stripe_api_key.get_secret_value(),
             api_base=settings.stripe_api_base,
+            connect_timeout=settings.stripe_connect_timeout_seconds,
+            read_timeout=settings.stripe_read_timeout_seconds,
+            max_network_retries=settings.stripe_max_network_retries,
+            retry_after=settings.stripe_retry_after_seconds,
         )
 
     async def aclose(self) -> None:
@@ -101,9 +148,9 @@ class StripeGateway:
     ) -> PaymentIntent:
         """A PaymentIntent captured automatically on confirmation (funds then sit on the
         platform balance until we pay the worker or refund the client)."""
-        self._refuse_when_offline()
-        try:
-            intent = await self._client.v1.payment_intents.create_async(
+        intent = await self._call(
+            "create payment intent",
+            lambda: self._client.v1.payment_intents.create_async(
                 params={
                     "amount": amount_cents,
                     "currency": currency.lower(),
@@ -111,17 +158,15 @@ class StripeGateway:
                     "metadata": metadata,
                 },
                 options={"idempotency_key": idempotency_key},
-            )
-        except stripe.StripeError as exc:
-            raise _failure(exc, "create payment intent") from exc
+            ),
+        )
         return _intent(intent)
 
     async def retrieve_payment_intent(self, intent_id: str) -> PaymentIntent:
-        self._refuse_when_offline()
-        try:
-            intent = await self._client.v1.payment_intents.retrieve_async(intent_id)
-        except stripe.StripeError as exc:
-            raise _failure(exc, "retrieve payment intent") from exc
+        intent = await self._call(
+            "retrieve payment intent",
+            lambda: self._client.v1.payment_intents.retrieve_async(intent_id),
+        )
         return _intent(intent)
 
     async def refund(
@@ -133,24 +178,40 @@ class StripeGateway:
         idempotency_key: str,
     ) -> Refund:
         """Give `amount_cents` of a succeeded PaymentIntent back to the card it came from."""
-        self._refuse_when_offline()
-        try:
-            refund = await self._client.v1.refunds.create_async(
+        refund = await self._call(
+            "refund",
+            lambda: self._client.v1.refunds.create_async(
                 params={
                     "payment_intent": payment_intent_id,
                     "amount": amount_cents,
                     "metadata": metadata,
                 },
                 options={"idempotency_key": idempotency_key},
-            )
-        except stripe.StripeError as exc:
-            raise _failure(exc, "refund") from exc
+            ),
+        )
         return Refund(
             id=refund.id,
             amount_cents=int(refund.amount),
             currency=str(refund.currency).upper(),
             status=str(refund.status),
         )
+
+    async def _call(self, action: str, call: Callable[[], Awaitable[_T]]) -> _T:
+        """`call` within the deadline; every way it can fail is a StripeFailure."""
+        self._refuse_when_offline()
+        try:
+            async with asyncio.timeout(self.deadline_seconds):
+                return await call()
+        except TimeoutError as exc:
+            log.warning("stripe %s: no answer within %.1f s", action, self.deadline_seconds)
+            raise StripeFailure(
+                f"Stripe did not answer ({action})",
+                retryable=True,
+                code="timeout",
+                retry_after=self.retry_after,
+            ) from exc
+        except stripe.StripeError as exc:
+            raise _failure(exc, action, retry_after=self.retry_after) from exc
 
     def _refuse_when_offline(self) -> None:
         if self._offline:
@@ -159,6 +220,7 @@ class StripeGateway:
                 "TULIFO_STRIPE_API_BASE for a local Stripe",
                 retryable=True,
                 code="not_configured",
+                retry_after=self.retry_after,
             )
 
 
@@ -236,13 +298,20 @@ def _intent(intent: Any) -> PaymentIntent:
     )
 
 
-def _failure(exc: stripe.StripeError, action: str) -> StripeFailure:
-    # Connection trouble, rate limits and Stripe's own 5xx pass; anything else is Stripe
-    # refusing this request, which the same request will not change.
-    retryable = isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError) or (
-        exc.http_status is not None and exc.http_status >= 500
+def _failure(exc: stripe.StripeError, action: str, *, retry_after: int) -> StripeFailure:
+    # Connection trouble (refused, reset, timed out), rate limits, a concurrent request with the
+    # same idempotency key (409) and Stripe's own 5xx pass; anything else is Stripe refusing
+    # this request, which the same request will not change.
+    unreachable = isinstance(exc, stripe.APIConnectionError)
+    retryable = (
+        unreachable
+        or isinstance(exc, stripe.RateLimitError)
+        or (exc.http_status is not None and (exc.http_status == 409 or exc.http_status >= 500))
     )
     log.warning(
         "stripe %s failed: %s", action, exc.user_message or str(exc), extra={"retryable": retryable}
     )
-    return StripeFailure(f"Stripe could not {action}", retryable=retryable, code=exc.code)
+    code = exc.code or ("unreachable" if unreachable else None)
+    return StripeFailure(
+        f"Stripe could not {action}", retryable=retryable, code=code, retry_after=retry_after
+    )

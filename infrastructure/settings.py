@@ -116,6 +116,17 @@ class Settings(BaseSettings):
     stripe_api_key: SecretStr = SecretStr(DEV_STRIPE_API_KEY)
     stripe_api_base: str | None = None
     stripe_webhook_secret: SecretStr = SecretStr(DEV_STRIPE_WEBHOOK_SECRET)
+    # How long a request waits on a Stripe that does not answer (the library's default is 80 s).
+    # Stripe answers in well under a second; no database connection is held meanwhile, but the
+    # client's request is. Worst case per call: (retries + 1) * (connect + read) plus backoff,
+    # ~25 s with these, under a browser's or proxy's usual 30 s.
+    stripe_connect_timeout_seconds: float = Field(default=2.0, gt=0)
+    stripe_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Safe because every write carries an idempotency key: a retried POST is answered from
+    # Stripe's idempotency cache, it does not charge or refund twice.
+    stripe_max_network_retries: int = Field(default=1, ge=0, le=5)
+    # What a 503 for an unreachable Stripe tells the client to wait before trying again.
+    stripe_retry_after_seconds: int = Field(default=5, ge=1)
 
     @field_validator(
         "rabbitmq_url",

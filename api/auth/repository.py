@@ -6,7 +6,7 @@ import uuid
 
 import asyncpg
 
-_USER_COLUMNS = "id, email, name, role, is_active, created_at"
+_USER_COLUMNS = "id, email, name, first_name, last_name, role, is_active, created_at"
 
 
 async def insert_user(
@@ -17,17 +17,21 @@ async def insert_user(
     password_hash: str,
     role: str,
     name: str,
+    first_name: str,
+    last_name: str,
 ) -> asyncpg.Record:
     """A new account; raises asyncpg.UniqueViolationError if the email (any case) is taken."""
     record: asyncpg.Record = await conn.fetchrow(
-        f"""INSERT INTO users (id, email, password_hash, role, name)
-            VALUES ($1, $2, $3, $4, $5)
+        f"""INSERT INTO users (id, email, password_hash, role, name, first_name, last_name)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
             RETURNING {_USER_COLUMNS}""",
         user_id,
         email,
         password_hash,
         role,
         name,
+        first_name,
+        last_name,
     )
     return record
 

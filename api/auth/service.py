@@ -17,6 +17,7 @@ from api.auth.schemas import (
     SessionOut,
     TokensOut,
     UserOut,
+    split_name,
 )
 from api.errors import Conflict, Unauthorized
 from api.users import service as users
@@ -45,6 +46,8 @@ async def register(*, pool: asyncpg.Pool, settings: Settings, body: RegisterRequ
             password_hash=password_hash,
             role=body.role,
             name=body.name,
+            first_name=body.first_name,
+            last_name=body.last_name,
         )
         await repository.create_family(
             conn,
@@ -67,11 +70,24 @@ async def create_account(
     password_hash: str,
     role: str,
     name: str,
+    first_name: str | None = None,
+    last_name: str | None = None,
 ) -> asyncpg.Record:
-    """Insert the user, its profile rows and `user.registered`, in the caller's transaction."""
+    """Insert the user, its profile rows and `user.registered`, in the caller's transaction.
+    Without first and last name (an admin made from the command line), they are split from
+    `name`."""
+    if first_name is None or last_name is None:
+        first_name, last_name = split_name(name)
     try:
         record = await repository.insert_user(
-            conn, user_id=user_id, email=email, password_hash=password_hash, role=role, name=name
+            conn,
+            user_id=user_id,
+            email=email,
+            password_hash=password_hash,
+            role=role,
+            name=name,
+            first_name=first_name,
+            last_name=last_name,
         )
     except asyncpg.UniqueViolationError as exc:
         # The unique index on lower(email) is the only arbiter: a pre-check would lose the race
@@ -192,6 +208,8 @@ async def authenticate(*, pool: asyncpg.Pool, settings: Settings, token: str) ->
         name=record["name"],
         role=record["role"],
         created_at=record["created_at"],
+        first_name=record["first_name"],
+        last_name=record["last_name"],
     )
 
 
@@ -202,6 +220,8 @@ async def describe(*, pool: asyncpg.Pool, user: AuthenticatedUser) -> MeOut:
         id=user.id,
         email=user.email,
         name=user.name,
+        first_name=user.first_name,
+        last_name=user.last_name,
         role=user.role,
         created_at=user.created_at,
         profile=summary,
@@ -213,6 +233,8 @@ def _session(record: asyncpg.Record, pair: tokens.TokenPair) -> SessionOut:
         id=record["id"],
         email=record["email"],
         name=record["name"],
+        first_name=record["first_name"],
+        last_name=record["last_name"],
         role=record["role"],
         created_at=record["created_at"],
     )

@@ -17,9 +17,10 @@ from api.bids import service
 from api.bids.schemas import BidAcceptance, BidCreate, BidOut, BidPage
 from api.envelope import Envelope, ok
 from api.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor
+from api.schemas import ExactJsonRoute
 from api.state import PoolDep
 
-router = APIRouter(prefix="/projects/{project_id}/bids", tags=["bids"])
+router = APIRouter(prefix="/projects/{project_id}/bids", tags=["bids"], route_class=ExactJsonRoute)
 
 WorkerUser = Annotated[AuthenticatedUser, Depends(require_role("worker"))]
 

@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Final, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from api.projects.schemas import AmountCents, Currency, bounded
-from api.schemas import ApiModel
+from api.schemas import ApiModel, DecimalAmount, FieldProblem, filled_in, resolve_amount
 
 # A year: longer is not a gig but a job, and a typo (3650) is caught.
 MAX_DELIVERY_DAYS: Final = 365
@@ -17,12 +17,63 @@ MAX_DELIVERY_DAYS: Final = 365
 BidStatus = Literal["pending", "accepted", "rejected", "withdrawn"]
 
 
+DeliveryDays = Annotated[int, Field(strict=True, ge=1, le=MAX_DELIVERY_DAYS)]
+
+
 class BidCreate(ApiModel):
-    amount_cents: AmountCents
+    """The price comes as `amountCents` (canonical) or as the seed's `amount`, a decimal in the
+    project's currency's major unit, converted once the project is known (`amount_in`); the
+    delivery as `deliveryDays` or the seed's `deliveryTime`, in days. One of each pair, or both
+    if they agree."""
+
+    either_or = (("amountCents", "amount"), ("deliveryDays", "deliveryTime"))
+
+    amount_cents: AmountCents | None = Field(
+        default=None, description="Integer minor units (cents); the canonical form."
+    )
+    amount: DecimalAmount | None = None
     # Optional: a bid is always in its project's currency; sending another one is a 422.
     currency: Currency | None = None
-    delivery_days: Annotated[int, Field(strict=True, ge=1, le=MAX_DELIVERY_DAYS)]
+    # Never None once validated (`_one_of_each` fills it from `deliveryTime`).
+    delivery_days: DeliveryDays = filled_in()
+    delivery_time: DeliveryDays | None = Field(
+        default=None, exclude=True, description="The seed's name of deliveryDays, in days."
+    )
     proposal: Annotated[str, bounded(5000, min_length=1)]
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> BidCreate:
+        problem = None
+        if self.amount_cents is None and self.amount is None:
+            problem = FieldProblem(
+                "amountCents",
+                "required: amountCents (integer minor units) or amount (a decimal amount)",
+                "missing",
+            )
+        elif self.delivery_time is None and self.delivery_days is None:
+            problem = FieldProblem(
+                "deliveryDays", "required: deliveryDays or deliveryTime (days)", "missing"
+            )
+        elif self.delivery_time is not None:
+            if self.delivery_days is not None and self.delivery_days != self.delivery_time:
+                problem = FieldProblem(
+                    "deliveryTime", "differs from deliveryDays; send one of the two", "conflict"
+                )
+            self.delivery_days = self.delivery_time
+        if problem is not None:
+            raise problem.as_validation_error(type(self).__name__, None)
+        return self
+
+    def amount_in(self, currency: str) -> int:
+        """The bid's amount in minor units of the project's currency; FieldProblem if the
+        decimal does not fit it or disagrees with amountCents."""
+        return resolve_amount(
+            cents=self.amount_cents,
+            decimal=self.amount,
+            currency=currency,
+            cents_field="amountCents",
+            decimal_field="amount",
+        )
 
 
 class BidOut(ApiModel):

@@ -14,6 +14,7 @@ from api.errors import Conflict, Forbidden, Invalid, NotFound
 from api.pagination import Cursor, split_page
 from api.projects import repository as projects
 from api.projects.access import load_visible_project
+from api.schemas import FieldProblem
 from bridges.outbox import append_event
 from infrastructure.database import unit_of_work
 from streams.events import new_event
@@ -39,6 +40,11 @@ async def submit_bid(
                 f"invalid request: currency: {message}",
                 details=[{"field": "currency", "message": message, "type": "currency"}],
             )
+        try:
+            # Only now is the currency known, and with it how many decimals `amount` may have.
+            amount_cents = body.amount_in(project["currency"])
+        except FieldProblem as problem:
+            raise problem.as_invalid() from None
         bid_id = uuid.uuid4()
         try:
             bid = await repository.insert_bid(
@@ -46,7 +52,7 @@ async def submit_bid(
                 bid_id=bid_id,
                 project_id=project_id,
                 worker_id=worker.id,
-                amount_cents=body.amount_cents,
+                amount_cents=amount_cents,
                 currency=project["currency"],
                 delivery_days=body.delivery_days,
                 proposal=body.proposal,
@@ -63,7 +69,7 @@ async def submit_bid(
             project_id=project_id,
             client_id=project["client_id"],
             worker_id=worker.id,
-            amount_cents=body.amount_cents,
+            amount_cents=amount_cents,
             currency=project["currency"],
             delivery_days=body.delivery_days,
         )

@@ -11,9 +11,10 @@ from api.auth.dependencies import CurrentUser
 from api.bookings import service
 from api.bookings.schemas import BookingCreate, BookingOut
 from api.envelope import Envelope, ok
+from api.schemas import ExactJsonRoute
 from api.state import PoolDep
 
-router = APIRouter(prefix="/bookings", tags=["bookings"])
+router = APIRouter(prefix="/bookings", tags=["bookings"], route_class=ExactJsonRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)

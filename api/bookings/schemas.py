@@ -6,22 +6,56 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import Field, model_validator
 
 from api.projects.schemas import AmountCents
-from api.schemas import ApiModel
+from api.schemas import ApiModel, DecimalAmount, FieldProblem, resolve_amount
 
 EscrowStatus = Literal["unfunded", "funded", "frozen", "released", "refunded", "split"]
 
 
 class BookingCreate(ApiModel):
+    """The agreed price restates the accepted bid's: the worker agreed to that price and no
+    other. It comes as `agreedAmountCents` (canonical) or as the seed's `agreedAmount`, a
+    decimal in the bid's currency's major unit (1200.00 USD, not 120000); one of the two, or
+    both if they agree."""
+
+    either_or = (("agreedAmountCents", "agreedAmount"),)
+
     project_id: uuid.UUID
     worker_id: uuid.UUID
-    # The seed contract calls it `agreedAmount`; it is integer cents either way, and it must
-    # equal the accepted bid's amount: the worker agreed to that price and no other.
-    agreed_amount_cents: AmountCents = Field(
-        validation_alias=AliasChoices("agreedAmountCents", "agreedAmount")
+    agreed_amount_cents: AmountCents | None = Field(
+        default=None, description="Integer minor units (cents); the canonical form."
     )
+    agreed_amount: DecimalAmount | None = None
+
+    @model_validator(mode="after")
+    def _an_amount(self) -> BookingCreate:
+        if self.agreed_amount_cents is None and self.agreed_amount is None:
+            problem = FieldProblem(
+                "agreedAmountCents",
+                "required: agreedAmountCents (integer minor units) or agreedAmount "
+                "(a decimal amount)",
+                "missing",
+            )
+            raise problem.as_validation_error(type(self).__name__, None)
+        return self
+
+    @property
+    def amount_field(self) -> str:
+        """The field the client stated the price in, to name in an error."""
+        return "agreedAmount" if self.agreed_amount is not None else "agreedAmountCents"
+
+    def agreed_in(self, currency: str) -> int:
+        """The stated price in minor units of the bid's currency (FieldProblem if it cannot
+        be one, or the two forms disagree)."""
+        return resolve_amount(
+            cents=self.agreed_amount_cents,
+            decimal=self.agreed_amount,
+            currency=currency,
+            cents_field="agreedAmountCents",
+            decimal_field="agreedAmount",
+        )
 
 
 class EscrowHoldOut(ApiModel):

@@ -10,9 +10,10 @@ from api.auth.schemas import AuthenticatedUser
 from api.bids import repository as bids
 from api.bookings import repository
 from api.bookings.schemas import BookingCreate, BookingOut, EscrowHoldOut
-from api.errors import Conflict, Forbidden, Invalid, NotFound
-from api.money import platform_fee
+from api.errors import Conflict, Forbidden, NotFound
+from api.money import format_major, platform_fee
 from api.projects.access import load_visible_project, sees_the_deal
+from api.schemas import FieldProblem, invalid
 from bridges.outbox import append_event
 from infrastructure.database import unit_of_work
 from streams.bookings import BookingCreated
@@ -111,23 +112,30 @@ async def get_booking(
 
 
 def _check_terms(body: BookingCreate, bid: asyncpg.Record) -> None:
-    """The booking must restate the accepted bid: its worker and its price."""
+    """The booking must restate the accepted bid: its worker and its price, in the form the
+    client used (a seed client's decimal is compared as the minor units it stands for)."""
     details = []
     if body.worker_id != bid["worker_id"]:
         details.append({"field": "workerId", "message": "must be the worker of the accepted bid"})
-    if body.agreed_amount_cents != bid["amount_cents"]:
+    try:
+        stated: int | None = body.agreed_in(bid["currency"])
+    except FieldProblem as problem:
+        details.append(problem.detail)
+        stated = None
+    if stated is not None and stated != bid["amount_cents"]:
+        if body.agreed_amount is not None:
+            price = f"{format_major(bid['amount_cents'], bid['currency'])} {bid['currency']}"
+        else:
+            price = f"{bid['amount_cents']} cents {bid['currency']}"
         details.append(
             {
-                "field": "agreedAmount",
-                "message": (
-                    f"must equal the accepted bid's amount, {bid['amount_cents']} cents "
-                    f"{bid['currency']}"
-                ),
+                "field": body.amount_field,
+                "message": f"must equal the accepted bid's amount, {price}",
+                "type": "amount_mismatch",
             }
         )
     if details:
-        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
-        raise Invalid(f"invalid request: {summary}", details=details)
+        raise invalid(details)
 
 
 def _out(record: asyncpg.Record) -> BookingOut:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, HttpUrl, StringConstraints
+from pydantic import BeforeValidator, Field, HttpUrl, StringConstraints
 
 from api.money import MAX_AMOUNT_CENTS
 from api.schemas import ApiModel
@@ -25,12 +25,27 @@ class EvidenceItem(ApiModel):
     url: HttpUrl | None = None
 
 
+def _seed_evidence(value: Any) -> Any:
+    # The seed's `evidence` is text: one string, or a list of strings. Each becomes an item
+    # with that description, so a seed client's dispute keeps what it said.
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        return [{"description": item} if isinstance(item, str) else item for item in value]
+    return value
+
+
 class OpenDisputeRequest(ApiModel):
     project_id: uuid.UUID
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=5000)]
-    evidence: Annotated[list[EvidenceItem], Field(max_length=MAX_EVIDENCE_ITEMS)] = Field(
-        default_factory=list
-    )
+    evidence: Annotated[
+        list[EvidenceItem],
+        Field(
+            max_length=MAX_EVIDENCE_ITEMS,
+            description="Items {description, url}; the seed's strings are accepted as items.",
+        ),
+        BeforeValidator(_seed_evidence),
+    ] = Field(default_factory=list)
 
 
 class ResolveDisputeRequest(ApiModel):

@@ -84,6 +84,12 @@ async def refund_client(
     """Give `amount_cents` of the hold back to the client's card through Stripe, and record it.
 
     A Stripe failure raises (503/502) so the caller's transaction rolls back whole.
+
+    Still called under the caller's transaction and locks (project, hold, payment), unlike
+    create-intent: a Stripe that hangs holds them until the gateway's deadline (~29 s with the
+    default TULIFO_STRIPE_* timeouts), then answers 503. Moving the call out needs a claim on
+    the hold (a 'refunding' state pinning the decided amounts) so a retry or a crash between
+    Stripe and our commit settles it once; not done yet.
     """
     payment = await payments_repository.lock_payment_of_escrow(conn, escrow_id=escrow["id"])
     if payment is None or payment["status"] != "succeeded":

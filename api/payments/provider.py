@@ -42,12 +42,16 @@ StripeDep = Annotated[StripeGateway, Depends(get_stripe)]
 
 
 def provider_error(exc: StripeFailure) -> TulifoError:
-    """503 (try again later, nothing changed) or 502 (Stripe refused; nothing changed)."""
+    """503 (try again later, nothing changed) or 502 (Stripe refused; nothing changed).
+
+    A 503 says when to try again both as the Retry-After header and in the envelope's details,
+    for clients that only read the body."""
     if exc.retryable:
         return ServiceUnavailable(
             "the payment provider is unavailable; nothing was charged or changed, try again",
             code="PAYMENT_PROVIDER_UNAVAILABLE",
-            headers={"Retry-After": "5"},
+            headers={"Retry-After": str(exc.retry_after)},
+            details={"retryAfter": exc.retry_after, "providerCode": exc.code},
         )
     return PaymentProviderError(
         "the payment provider refused the request; nothing was changed",

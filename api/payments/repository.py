@@ -69,12 +69,15 @@ async def insert_payment(
     fee_cents: int,
     net_cents: int,
     currency: str,
-) -> None:
-    await conn.execute(
+) -> bool:
+    """Record the booking's payment; False if the booking already has one (nothing changes)."""
+    inserted = await conn.fetchval(
         """INSERT INTO payments (id, booking_id, escrow_id, project_id, client_id,
                                  stripe_payment_intent_id, amount_cents, fee_cents, net_cents,
                                  currency)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+           ON CONFLICT DO NOTHING
+           RETURNING true""",
         payment_id,
         booking_id,
         escrow_id,
@@ -86,6 +89,7 @@ async def insert_payment(
         net_cents,
         currency,
     )
+    return bool(inserted)
 
 
 async def mark_succeeded(
@@ -153,4 +157,97 @@ async def settle_stripe_event(
         outcome,
         note,
         payment_id,
+    )
+
+
+async def claim_intent_attempt(
+    conn: asyncpg.Connection,
+    *,
+    booking_id: uuid.UUID,
+    first_key: str,
+    claim_token: uuid.UUID,
+    lease_seconds: float,
+) -> str | None:
+    """Claim the right to create the booking's PaymentIntent; its idempotency key, or None
+    while another call's claim is live.
+
+    Called under the project and hold locks, so concurrent claimers queue on those and then
+    see each other's committed claim. A claim whose lease ran out (its call crashed, or hung
+    past the Stripe deadline) is taken over with the same key: if that call's create reached
+    Stripe, the retry gets its intent back.
+    """
+    key: str | None = await conn.fetchval(
+        """INSERT INTO payment_intent_attempts AS a
+                  (booking_id, idempotency_key, status, claim_token, lease_until)
+           VALUES ($1, $2, 'creating', $3, now() + make_interval(secs => $4))
+           ON CONFLICT (booking_id) DO UPDATE
+              SET status = 'creating',
+                  claim_token = EXCLUDED.claim_token,
+                  lease_until = EXCLUDED.lease_until,
+                  attempts = a.attempts + 1,
+                  idempotency_key = CASE WHEN a.refused
+                                         THEN EXCLUDED.idempotency_key || '-' || (a.attempts + 1)
+                                         ELSE a.idempotency_key END,
+                  refused = false,
+                  stripe_payment_intent_id = NULL,
+                  updated_at = now()
+            WHERE a.status <> 'creating' OR a.lease_until < now()
+           RETURNING idempotency_key""",
+        booking_id,
+        first_key,
+        claim_token,
+        lease_seconds,
+    )
+    return key
+
+
+async def intent_claim_seconds_left(conn: asyncpg.Connection, *, booking_id: uuid.UUID) -> int:
+    """Whole seconds until the live claim on the booking's intent runs out (at least 1)."""
+    left = await conn.fetchval(
+        """SELECT ceil(extract(epoch FROM lease_until - now()))::int
+             FROM payment_intent_attempts WHERE booking_id = $1""",
+        booking_id,
+    )
+    return max(1, int(left or 1))
+
+
+async def intent_attempt_created(
+    conn: asyncpg.Connection,
+    *,
+    booking_id: uuid.UUID,
+    claim_token: uuid.UUID,
+    intent_id: str,
+) -> bool:
+    """Close our claim with the intent Stripe made; False if the claim was taken over."""
+    done = await conn.fetchval(
+        """UPDATE payment_intent_attempts
+              SET status = 'created', stripe_payment_intent_id = $3, last_error = NULL,
+                  updated_at = now()
+            WHERE booking_id = $1 AND claim_token = $2 AND status = 'creating'
+           RETURNING true""",
+        booking_id,
+        claim_token,
+        intent_id,
+    )
+    return bool(done)
+
+
+async def intent_attempt_failed(
+    conn: asyncpg.Connection,
+    *,
+    booking_id: uuid.UUID,
+    claim_token: uuid.UUID,
+    refused: bool,
+    error: str,
+) -> None:
+    """Release our claim after Stripe failed, so the next call may try at once."""
+    await conn.execute(
+        """UPDATE payment_intent_attempts
+              SET status = 'failed', refused = $3, last_error = $4, lease_until = now(),
+                  updated_at = now()
+            WHERE booking_id = $1 AND claim_token = $2 AND status = 'creating'""",
+        booking_id,
+        claim_token,
+        refused,
+        error,
     )

@@ -10,10 +10,13 @@ from api.errors import TulifoError
 from api.payments import service, webhooks
 from api.payments.provider import StripeDep, stripe_lifespan
 from api.payments.schemas import CreateIntentRequest, IntentOut, WebhookAck
+from api.schemas import ExactJsonRoute
 from api.state import PoolDep, SettingsDep
 from bridges.stripe import WebhookRejected, verify_webhook
 
-router = APIRouter(prefix="/payments", tags=["payments"], lifespan=stripe_lifespan)
+router = APIRouter(
+    prefix="/payments", tags=["payments"], lifespan=stripe_lifespan, route_class=ExactJsonRoute
+)
 
 
 @router.post("/create-intent", status_code=status.HTTP_201_CREATED)
@@ -24,9 +27,10 @@ async def create_intent(
     stripe: StripeDep,
     response: Response,
 ) -> Envelope[IntentOut]:
-    """The booking's PaymentIntent: 201 when made now, 200 with the same intent afterwards."""
+    """The booking's PaymentIntent: 201 when made now, 200 with the same intent afterwards.
+    Terms a seed client states (payeeId, amount, currency) must be the booking's: 422 else."""
     intent, created = await service.create_intent(
-        pool=pool, stripe=stripe, user=user, booking_id=body.booking_id
+        pool=pool, stripe=stripe, user=user, booking_id=body.booking_id, stated=body
     )
     if not created:
         response.status_code = status.HTTP_200_OK

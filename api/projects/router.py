@@ -33,9 +33,10 @@ from api.projects.schemas import (
     ProjectUpdate,
     StatusChange,
 )
+from api.schemas import ExactJsonRoute
 from api.state import PoolDep, SettingsDep
 
-router = APIRouter(prefix="/projects", tags=["projects"])
+router = APIRouter(prefix="/projects", tags=["projects"], route_class=ExactJsonRoute)
 
 ClientUser = Annotated[AuthenticatedUser, Depends(require_role("client"))]
 

@@ -6,10 +6,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from api.money import MAX_AMOUNT_CENTS, MIN_AMOUNT_CENTS, SUPPORTED_CURRENCIES
-from api.schemas import ApiModel
+from api.schemas import ApiModel, DecimalAmount, FieldProblem, filled_in, resolve_amount
 from api.users.schemas import dedupe_skills
 
 MAX_REQUIRED_SKILLS: Final = 30
@@ -65,12 +72,44 @@ Description = Annotated[str, bounded(20_000)]
 
 
 class ProjectCreate(ApiModel):
+    """The budget comes as `budgetCents` (canonical) or as the seed's `budget`, a decimal in the
+    currency's major unit; one of the two, or both if they agree. `skills` is the seed's name
+    of `requiredSkills`. The seed's projects had no currency: it defaults to USD."""
+
+    either_or = (("budgetCents", "budget"),)
+
     title: Title
     description: Description = ""
-    budget_cents: AmountCents
-    currency: Currency
+    # Never None once validated (`_one_budget` fills it from `budget`); typed as the stored int.
+    budget_cents: AmountCents = filled_in("Integer minor units (cents); the canonical form.")
+    budget: DecimalAmount | None = Field(default=None, exclude=True)
+    currency: Currency = "USD"
     required_skills: RequiredSkills = Field(default_factory=list)
+    skills: RequiredSkills | None = Field(
+        default=None, exclude=True, description="The seed's name of requiredSkills."
+    )
     deadline: Deadline | None = None
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> ProjectCreate:
+        try:
+            self.budget_cents = resolve_amount(
+                cents=self.budget_cents,
+                decimal=self.budget,
+                currency=self.currency,
+                cents_field="budgetCents",
+                decimal_field="budget",
+            )
+        except FieldProblem as problem:
+            raise problem.as_validation_error(type(self).__name__, self.budget) from None
+        if self.skills is not None:
+            if "required_skills" in self.model_fields_set and self.skills != self.required_skills:
+                conflict = FieldProblem(
+                    "skills", "differs from requiredSkills; send one of the two", "conflict"
+                )
+                raise conflict.as_validation_error(type(self).__name__, self.skills)
+            self.required_skills = self.skills
+        return self
 
 
 # The request attributes PATCH may change, named as the columns they are stored in.

@@ -18,7 +18,8 @@ PROFILE_TABLES: dict[str, frozenset[str]] = {
 }
 
 _PROFILE_SELECT = """
-SELECT u.id AS user_id, u.role, u.name, u.email, u.is_active, u.created_at,
+SELECT u.id AS user_id, u.role, u.name, u.first_name, u.last_name, u.email, u.is_active,
+       u.created_at,
        p.bio, p.skills, p.experience, p.location, p.avatar_url, p.portfolio, p.social_links,
        greatest(p.updated_at, w.updated_at, c.updated_at) AS updated_at,
        w.headline, w.hourly_rate_cents, w.currency, w.availability,

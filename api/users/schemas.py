@@ -131,6 +131,8 @@ class ProfileUpdate(ApiModel):
 class ProfileBase(ApiModel):
     user_id: uuid.UUID
     name: str
+    first_name: str
+    last_name: str
     bio: str
     skills: list[str]
     experience: list[ExperienceItem]

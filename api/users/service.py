@@ -183,6 +183,8 @@ def _profile_out(record: asyncpg.Record) -> AnyProfile:
     common: dict[str, Any] = {
         "user_id": record["user_id"],
         "name": record["name"],
+        "first_name": record["first_name"],
+        "last_name": record["last_name"],
         "bio": record["bio"],
         "skills": record["skills"],
         "experience": record["experience"],

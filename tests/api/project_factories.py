@@ -93,7 +93,7 @@ async def book(
 ) -> httpx.Response:
     return await client.post(
         "/api/bookings",
-        json={"projectId": project_id, "workerId": str(worker_id), "agreedAmount": amount},
+        json={"projectId": project_id, "workerId": str(worker_id), "agreedAmountCents": amount},
         headers=owner.headers,
     )
 

@@ -90,14 +90,14 @@ async def test_agreed_amount_may_be_spelled_with_its_unit(client: httpx.AsyncCli
     [
         ({"workerId": "rival"}, ["workerId"]),
         ({"workerId": "random"}, ["workerId"]),
-        ({"agreedAmount": 119_999}, ["agreedAmount"]),
-        ({"agreedAmount": 150_000}, ["agreedAmount"]),
-        ({"workerId": "rival", "agreedAmount": 1_000}, ["workerId", "agreedAmount"]),
-        ({"agreedAmount": 0}, ["agreedAmount"]),
-        ({"agreedAmount": -120_000}, ["agreedAmount"]),
-        ({"agreedAmount": 10**20}, ["agreedAmount"]),
-        ({"agreedAmount": 1200.0}, ["agreedAmount"]),
-        ({"agreedAmount": None}, ["agreedAmount"]),
+        ({"agreedAmountCents": 119_999}, ["agreedAmountCents"]),
+        ({"agreedAmountCents": 150_000}, ["agreedAmountCents"]),
+        ({"workerId": "rival", "agreedAmountCents": 1_000}, ["workerId", "agreedAmountCents"]),
+        ({"agreedAmountCents": 0}, ["agreedAmountCents"]),
+        ({"agreedAmountCents": -120_000}, ["agreedAmountCents"]),
+        ({"agreedAmountCents": 10**20}, ["agreedAmountCents"]),
+        ({"agreedAmountCents": 1200.0}, ["agreedAmountCents"]),
+        ({"agreedAmountCents": None}, ["agreedAmountCents"]),
         ({"projectId": "not-a-uuid"}, ["projectId"]),
         ({"escrowStatus": "funded"}, ["escrowStatus"]),
     ],
@@ -110,7 +110,7 @@ async def test_terms_that_differ_from_the_accepted_bid_are_422s_that_write_nothi
     body: dict[str, Any] = {
         "projectId": gig.project_id,
         "workerId": str(gig.worker.id),
-        "agreedAmount": 120_000,
+        "agreedAmountCents": 120_000,
     }
     body.update({k: people.get(v, v) if isinstance(v, str) else v for k, v in change.items()})
     before = await row_counts(db)
@@ -164,7 +164,11 @@ async def test_only_the_owner_books_and_only_an_awarded_project(
     assert response.status_code == 404
     anonymous = await client.post(
         "/api/bookings",
-        json={"projectId": gig.project_id, "workerId": str(gig.worker.id), "agreedAmount": amount},
+        json={
+            "projectId": gig.project_id,
+            "workerId": str(gig.worker.id),
+            "agreedAmountCents": amount,
+        },
     )
     assert anonymous.status_code == 401
     unknown = await book(client, gig.owner, str(uuid.uuid4()), gig.worker.id, amount)

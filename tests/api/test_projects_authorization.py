@@ -44,7 +44,7 @@ def _booking_body(w: World) -> dict[str, Any]:
     return {
         "projectId": w.gig.project_id,
         "workerId": str(w.gig.worker.id),
-        "agreedAmount": w.gig.bid["amountCents"],
+        "agreedAmountCents": w.gig.bid["amountCents"],
     }
 
 

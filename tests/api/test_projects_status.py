@@ -126,7 +126,7 @@ async def test_work_starts_only_once_booked_and_funded(
         json={
             "projectId": gig.project_id,
             "workerId": str(gig.worker.id),
-            "agreedAmount": gig.bid["amountCents"],
+            "agreedAmountCents": gig.bid["amountCents"],
         },
         headers=gig.owner.headers,
     )

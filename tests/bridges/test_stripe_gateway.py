@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from bridges.stripe import (
     verify_webhook,
 )
 from infrastructure.processes import free_port
-from infrastructure.settings import DEV_STRIPE_API_KEY
+from infrastructure.settings import DEV_STRIPE_API_KEY, Settings
 from tests.api.payments_support import start_localstripe, stripe_client
 
 SECRET = "whsec_test_gateway"
@@ -197,3 +199,41 @@ async def test_an_unreachable_stripe_is_a_retryable_failure() -> None:
     finally:
         await gw.aclose()
     assert raised.value.retryable is True
+
+
+async def test_a_stripe_that_never_answers_is_a_retryable_failure_within_the_timeouts() -> None:
+    # Listening but never accepting: the kernel completes the connection, nobody answers.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        gw = StripeGateway(
+            api_key="sk_test_x",
+            api_base=f"http://127.0.0.1:{port}",
+            connect_timeout=0.2,
+            read_timeout=0.3,
+            max_network_retries=0,
+            retry_after=7,
+        )
+        try:
+            # Bounded so that a missing timeout fails the test instead of hanging it.
+            async with asyncio.timeout(gw.deadline_seconds + 5):
+                with pytest.raises(StripeFailure) as raised:
+                    await gw.create_payment_intent(
+                        amount_cents=100, currency="USD", metadata={}, idempotency_key="pi-s"
+                    )
+        finally:
+            await gw.aclose()
+    assert (raised.value.retryable, raised.value.retry_after) == (True, 7)
+
+
+def test_the_timeouts_come_from_the_settings() -> None:
+    settings = Settings(
+        stripe_api_base="http://127.0.0.1:1",
+        stripe_connect_timeout_seconds=1.5,
+        stripe_read_timeout_seconds=4.0,
+        stripe_max_network_retries=2,
+        stripe_retry_after_seconds=9,
+    )
+    gw = StripeGateway.from_settings(settings)
+    # Three tries of connect + read, and the library's backoff (at most 5 s) between them.
+    assert gw.deadline_seconds == 3 * (1.5 + 4.0) + 2 * 5.0
+    assert gw.retry_after == 9
