@@ -30,11 +30,30 @@ MINOR_UNIT_DIGITS: Final[dict[str, int]] = {
 }
 
 PLATFORM_FEE_PERCENT: Final = 10
-# Upper bound of any single amount we accept: $10M. Stripe's own card limit is $999,999.99, so
-# anything above is a typo or an attack, never a real gig.
-MAX_AMOUNT_CENTS: Final = 1_000_000_000
-# Stripe refuses charges under 50 cents in USD.
-MIN_AMOUNT_CENTS: Final = 50
+
+
+@dataclass(frozen=True)
+class ChargeLimits:
+    min_cents: int
+    max_cents: int
+
+
+# What Stripe accepts for one charge, in minor units, per currency we take payments in: the
+# minimum charge amounts (https://docs.stripe.com/currencies#minimum-and-maximum-charge-amounts:
+# USD/CAD/AUD $0.50, EUR €0.50, GBP £0.30) and the maximum amount of a charge, eight digits
+# (99,999,999 minor units: $999,999.99). A budget or bid outside them could never be paid, so it
+# is refused when it is made (`charge_limit_problem`), not at payment time.
+CHARGE_LIMITS: Final[dict[str, ChargeLimits]] = {
+    "USD": ChargeLimits(min_cents=50, max_cents=99_999_999),
+    "CAD": ChargeLimits(min_cents=50, max_cents=99_999_999),
+    "AUD": ChargeLimits(min_cents=50, max_cents=99_999_999),
+    "EUR": ChargeLimits(min_cents=50, max_cents=99_999_999),
+    "GBP": ChargeLimits(min_cents=30, max_cents=99_999_999),
+}
+# The bounds over every currency: what an amount of any currency must at least be within (a
+# field's schema, the disputes' split parts); the currency's own limits are checked with it.
+MIN_AMOUNT_CENTS: Final = min(limits.min_cents for limits in CHARGE_LIMITS.values())
+MAX_AMOUNT_CENTS: Final = max(limits.max_cents for limits in CHARGE_LIMITS.values())
 
 # Plain decimal notation for amounts sent as strings (node-postgres hands `decimal` columns to
 # a seed client as strings like "1200.00"): digits, an optional fraction, no exponent.
@@ -131,3 +150,17 @@ def format_major(minor_units: int, currency: str) -> str:
     sign = "-" if minor_units < 0 else ""
     whole, fraction = divmod(abs(minor_units), 10**digits)
     return f"{sign}{whole}.{fraction:0{digits}d}" if digits else f"{sign}{whole}"
+
+
+def charge_limit_problem(amount_cents: int, currency: str) -> str | None:
+    """Why Stripe would refuse to charge this amount in this currency, or None."""
+    limits = CHARGE_LIMITS.get(currency)
+    if limits is None:
+        return f"payments in {currency} are not supported"
+    if not limits.min_cents <= amount_cents <= limits.max_cents:
+        return (
+            f"must be between {format_major(limits.min_cents, currency)} and "
+            f"{format_major(limits.max_cents, currency)} {currency} "
+            f"({limits.min_cents} to {limits.max_cents} minor units), what Stripe can charge"
+        )
+    return None

@@ -28,10 +28,8 @@ from pydantic_core.core_schema import ErrorType
 
 from api.errors import Invalid
 from api.money import (
-    MAX_AMOUNT_CENTS,
-    MIN_AMOUNT_CENTS,
     AmountError,
-    format_major,
+    charge_limit_problem,
     parse_decimal,
     to_minor_units,
 )
@@ -244,14 +242,10 @@ def resolve_amount(
         converted = to_minor_units(decimal, currency)
     except AmountError as exc:
         raise FieldProblem(decimal_field, str(exc), "decimal_amount") from None
-    if not MIN_AMOUNT_CENTS <= converted <= MAX_AMOUNT_CENTS:
-        low, high = (
-            format_major(MIN_AMOUNT_CENTS, currency),
-            format_major(MAX_AMOUNT_CENTS, currency),
-        )
-        raise FieldProblem(
-            decimal_field, f"must be between {low} and {high} {currency}", "amount_range"
-        )
+    # The currency's own charge limits (api/money.py CHARGE_LIMITS), not the widest bounds.
+    problem = charge_limit_problem(converted, currency)
+    if problem is not None:
+        raise FieldProblem(decimal_field, problem, "amount_range")
     if cents is not None and cents != converted:
         raise FieldProblem(
             decimal_field,

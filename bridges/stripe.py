@@ -169,6 +169,17 @@ class StripeGateway:
         )
         return _intent(intent)
 
+    async def cancel_payment_intent(self, intent_id: str, *, idempotency_key: str) -> PaymentIntent:
+        """Stop an unpaid intent from being paid. Stripe refuses (not retryable) an intent that
+        already succeeded or is processing; a retry under the same key gets the first answer."""
+        intent = await self._call(
+            "cancel payment intent",
+            lambda: self._client.v1.payment_intents.cancel_async(
+                intent_id, options={"idempotency_key": idempotency_key}
+            ),
+        )
+        return _intent(intent)
+
     async def refund(
         self,
         *,

@@ -8,7 +8,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import Field, model_validator
 
-from api.projects.schemas import AmountCents, Currency, bounded
+from api.projects.schemas import AmountCents, Currency, bounded, check_chargeable
 from api.schemas import ApiModel, DecimalAmount, FieldProblem, filled_in, resolve_amount
 
 # A year: longer is not a gig but a job, and a typo (3650) is caught.
@@ -67,13 +67,16 @@ class BidCreate(ApiModel):
     def amount_in(self, currency: str) -> int:
         """The bid's amount in minor units of the project's currency; FieldProblem if the
         decimal does not fit it or disagrees with amountCents."""
-        return resolve_amount(
+        amount_cents = resolve_amount(
             cents=self.amount_cents,
             decimal=self.amount,
             currency=currency,
             cents_field="amountCents",
             decimal_field="amount",
         )
+        field = "amount" if self.amount is not None else "amountCents"
+        check_chargeable(amount_cents, currency, field=field)
+        return amount_cents
 
 
 class BidOut(ApiModel):

@@ -6,6 +6,8 @@ import uuid
 
 import asyncpg
 
+from api.pagination import Cursor
+
 # A booking with its escrow hold: the hold is made with the booking and never goes away.
 _SELECT = """
 SELECT bk.id, bk.project_id, bk.bid_id, bk.client_id, bk.worker_id, bk.agreed_amount_cents,
@@ -94,3 +96,37 @@ async def fetch_project_booking(
         project_id,
     )
     return record
+
+
+async def bookings_page(
+    conn: asyncpg.Connection,
+    *,
+    party_id: uuid.UUID | None,
+    escrow_status: str | None,
+    cursor: Cursor | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """limit + 1 bookings, newest first (see api/pagination.py): those where `party_id` is the
+    client or the worker, or every booking when it is None (admins)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT bk.id, bk.project_id, pr.title AS project_title, bk.client_id,
+                  c.name AS client_name, bk.worker_id, w.name AS worker_name,
+                  bk.agreed_amount_cents, bk.currency, bk.created_at,
+                  h.id AS hold_id, h.status AS hold_status
+             FROM bookings bk
+             JOIN escrow_holds h ON h.booking_id = bk.id
+             JOIN projects pr ON pr.id = bk.project_id
+             JOIN users c ON c.id = bk.client_id
+             JOIN users w ON w.id = bk.worker_id
+            WHERE ($1::uuid IS NULL OR bk.client_id = $1 OR bk.worker_id = $1)
+              AND ($2::text IS NULL OR h.status = $2)
+              AND ($3::timestamptz IS NULL OR (bk.created_at, bk.id) < ($3, $4::uuid))
+            ORDER BY bk.created_at DESC, bk.id DESC
+            LIMIT $5""",
+        party_id,
+        escrow_status,
+        cursor.created_at if cursor else None,
+        cursor.id if cursor else None,
+        limit + 1,
+    )
+    return rows

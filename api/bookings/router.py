@@ -1,16 +1,18 @@
 """/api/bookings: the client books the worker of the accepted bid (seed contract), and either
-party reads the booking with its escrow hold."""
+party reads the booking with its escrow hold, or lists its own bookings."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 
 from api.auth.dependencies import CurrentUser
 from api.bookings import service
-from api.bookings.schemas import BookingCreate, BookingOut
+from api.bookings.schemas import BookingCreate, BookingOut, BookingPage, EscrowStatus
 from api.envelope import Envelope, ok
+from api.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor
 from api.schemas import ExactJsonRoute
 from api.state import PoolDep
 
@@ -22,6 +24,29 @@ async def create_booking(
     body: BookingCreate, user: CurrentUser, pool: PoolDep
 ) -> Envelope[BookingOut]:
     return ok(await service.create_booking(pool=pool, user=user, body=body))
+
+
+@router.get("")
+async def list_bookings(
+    user: CurrentUser,
+    pool: PoolDep,
+    status_: Annotated[
+        EscrowStatus | None,
+        Query(alias="status", description="only bookings whose escrow hold is in this status"),
+    ] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: CursorParam = None,
+) -> Envelope[BookingPage]:
+    """The caller's bookings, as client or as worker (an admin's: every booking), newest first."""
+    return ok(
+        await service.list_bookings(
+            pool=pool,
+            user=user,
+            escrow_status=status_,
+            cursor=decode_cursor(cursor),
+            limit=limit,
+        )
+    )
 
 
 @router.get("/{booking_id}")

@@ -81,3 +81,34 @@ class BookingOut(ApiModel):
     currency: str
     escrow: EscrowHoldOut
     created_at: datetime
+
+
+class PartyOut(ApiModel):
+    id: uuid.UUID
+    name: str
+
+
+class BookingItem(ApiModel):
+    """A booking as its parties list it: the project, both sides, the price and where the money
+    is (the escrow hold's status is the booking's status)."""
+
+    id: uuid.UUID
+    project_id: uuid.UUID
+    project_title: str
+    client: PartyOut
+    worker: PartyOut
+    # The caller's side of the booking (null for an admin, who is on neither).
+    role: Literal["client", "worker"] | None
+    # The party on the other side from the caller (null for an admin).
+    other_party: PartyOut | None
+    agreed_amount_cents: int
+    currency: str
+    escrow_id: uuid.UUID
+    escrow_status: EscrowStatus
+    created_at: datetime
+
+
+class BookingPage(ApiModel):
+    items: list[BookingItem]
+    # Pass as `cursor` for the next page; null on the last one.
+    next_cursor: str | None

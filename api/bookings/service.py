@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import uuid
+from typing import Literal
 
 import asyncpg
 
 from api.auth.schemas import AuthenticatedUser
 from api.bids import repository as bids
 from api.bookings import repository
-from api.bookings.schemas import BookingCreate, BookingOut, EscrowHoldOut
+from api.bookings.schemas import (
+    BookingCreate,
+    BookingItem,
+    BookingOut,
+    BookingPage,
+    EscrowHoldOut,
+    PartyOut,
+)
 from api.errors import Conflict, Forbidden, NotFound
 from api.money import format_major, platform_fee
+from api.pagination import Cursor, split_page
 from api.projects.access import load_visible_project, sees_the_deal
 from api.schemas import FieldProblem, invalid
 from bridges.outbox import append_event
@@ -109,6 +118,52 @@ async def get_booking(
         # The same answer as for a booking that does not exist.
         raise NotFound(BOOKING_NOT_FOUND)
     return _out(record)
+
+
+async def list_bookings(
+    *,
+    pool: asyncpg.Pool,
+    user: AuthenticatedUser,
+    escrow_status: str | None,
+    cursor: Cursor | None,
+    limit: int,
+) -> BookingPage:
+    """The caller's bookings, as client or as worker, newest first; an admin's are all of them."""
+    party_id = None if user.role == "admin" else user.id
+    async with pool.acquire() as conn:
+        rows = await repository.bookings_page(
+            conn, party_id=party_id, escrow_status=escrow_status, cursor=cursor, limit=limit
+        )
+    page, next_cursor = split_page(rows, limit=limit)
+    return BookingPage(items=[_item(row, user) for row in page], next_cursor=next_cursor)
+
+
+def _item(row: asyncpg.Record, user: AuthenticatedUser) -> BookingItem:
+    client = PartyOut(id=row["client_id"], name=row["client_name"])
+    worker = PartyOut(id=row["worker_id"], name=row["worker_name"])
+    # The schema forbids booking oneself (client_id <> worker_id), so the side is unambiguous.
+    role: Literal["client", "worker"] | None
+    other: PartyOut | None
+    if user.id == client.id:
+        role, other = "client", worker
+    elif user.id == worker.id:
+        role, other = "worker", client
+    else:
+        role, other = None, None
+    return BookingItem(
+        id=row["id"],
+        project_id=row["project_id"],
+        project_title=row["project_title"],
+        client=client,
+        worker=worker,
+        role=role,
+        other_party=other,
+        agreed_amount_cents=row["agreed_amount_cents"],
+        currency=row["currency"],
+        escrow_id=row["hold_id"],
+        escrow_status=row["hold_status"],
+        created_at=row["created_at"],
+    )
 
 
 def _check_terms(body: BookingCreate, bid: asyncpg.Record) -> None:

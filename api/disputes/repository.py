@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from api.pagination import Cursor
+
 _DISPUTE_SELECT = """
 SELECT d.*, e.client_id, e.worker_id, e.status AS escrow_status, e.amount_cents, e.currency
   FROM disputes d
@@ -74,3 +76,30 @@ async def resolve_dispute(
         note,
         resolved_by,
     )
+
+
+async def disputes_page(
+    conn: asyncpg.Connection, *, status: str | None, cursor: Cursor | None, limit: int
+) -> list[asyncpg.Record]:
+    """limit + 1 disputes, newest first (see api/pagination.py), with their project's title,
+    their hold and who opened them."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT d.id, d.project_id, pr.title AS project_title, d.escrow_id,
+                  e.status AS escrow_status, e.amount_cents, e.currency,
+                  d.opened_by, u.name AS opened_by_name, d.reason, d.status, d.resolution,
+                  d.worker_amount_cents, d.client_amount_cents, d.fee_cents, d.resolved_by,
+                  d.resolved_at, d.created_at
+             FROM disputes d
+             JOIN escrow_holds e ON e.id = d.escrow_id
+             JOIN projects pr ON pr.id = d.project_id
+             JOIN users u ON u.id = d.opened_by
+            WHERE ($1::text IS NULL OR d.status = $1)
+              AND ($2::timestamptz IS NULL OR (d.created_at, d.id) < ($2, $3::uuid))
+            ORDER BY d.created_at DESC, d.id DESC
+            LIMIT $4""",
+        status,
+        cursor.created_at if cursor else None,
+        cursor.id if cursor else None,
+        limit + 1,
+    )
+    return rows

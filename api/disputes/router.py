@@ -1,15 +1,24 @@
-"""/api/disputes: open (a participant), read (participants and admins), resolve (admins)."""
+"""/api/disputes: open (a participant), read (participants and admins), list and resolve
+(admins)."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 
 from api.auth.dependencies import AdminUser, CurrentUser
 from api.disputes import service
-from api.disputes.schemas import DisputeOut, OpenDisputeRequest, ResolveDisputeRequest
+from api.disputes.schemas import (
+    DisputeOut,
+    DisputePage,
+    DisputeStatus,
+    OpenDisputeRequest,
+    ResolveDisputeRequest,
+)
 from api.envelope import Envelope, ok
+from api.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor
 from api.payments.provider import StripeDep
 from api.state import PoolDep
 
@@ -22,6 +31,22 @@ async def open_dispute(
 ) -> Envelope[DisputeOut]:
     """Freeze the project's held money until an admin decides where it goes."""
     return ok(await service.open_dispute(pool=pool, user=user, body=body))
+
+
+@router.get("")
+async def list_disputes(
+    admin: AdminUser,
+    pool: PoolDep,
+    status_: Annotated[DisputeStatus | None, Query(alias="status")] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: CursorParam = None,
+) -> Envelope[DisputePage]:
+    """Every dispute, newest first: the admins' queue (`status=open`) and its record."""
+    return ok(
+        await service.list_disputes(
+            pool=pool, status=status_, cursor=decode_cursor(cursor), limit=limit
+        )
+    )
 
 
 @router.get("/{dispute_id}")

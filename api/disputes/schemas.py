@@ -13,6 +13,7 @@ from api.schemas import ApiModel
 
 MAX_EVIDENCE_ITEMS = 20
 Resolution = Literal["release", "refund", "split"]
+DisputeStatus = Literal["open", "resolved"]
 # Stored parts of a split are capped like every amount (api/money.py): an absurd number is a
 # 422 at the door, before it is compared with what the hold contains.
 PartCents = Annotated[int, Field(strict=True, ge=0, le=MAX_AMOUNT_CENTS)]
@@ -69,7 +70,7 @@ class DisputeOut(ApiModel):
     opened_by: uuid.UUID
     reason: str
     evidence: list[EvidenceItem]
-    status: Literal["open", "resolved"]
+    status: DisputeStatus
     previous_project_status: str
     escrow_status: str
     amount_cents: int
@@ -83,3 +84,36 @@ class DisputeOut(ApiModel):
     resolved_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+
+class OpenerOut(ApiModel):
+    id: uuid.UUID
+    name: str
+
+
+class DisputeItem(ApiModel):
+    """A dispute as an admin's queue lists it; GET /api/disputes/{id} has its evidence."""
+
+    id: uuid.UUID
+    project_id: uuid.UUID
+    project_title: str
+    escrow_id: uuid.UUID
+    escrow_status: str
+    amount_cents: int
+    currency: str
+    opened_by: OpenerOut
+    reason: str
+    status: DisputeStatus
+    resolution: Resolution | None
+    worker_amount_cents: int | None
+    client_amount_cents: int | None
+    fee_cents: int | None
+    resolved_by: uuid.UUID | None
+    resolved_at: datetime | None
+    created_at: datetime
+
+
+class DisputePage(ApiModel):
+    items: list[DisputeItem]
+    # Pass as `cursor` for the next page; null on the last one.
+    next_cursor: str | None

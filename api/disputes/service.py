@@ -16,9 +16,12 @@ import asyncpg
 from api.auth.schemas import AuthenticatedUser
 from api.disputes import repository
 from api.disputes.schemas import (
+    DisputeItem,
     DisputeOut,
+    DisputePage,
     EvidenceItem,
     OpenDisputeRequest,
+    OpenerOut,
     ResolveDisputeRequest,
 )
 from api.errors import Conflict, Forbidden, Invalid, NotFound
@@ -26,6 +29,7 @@ from api.escrow import repository as escrow_repository
 from api.escrow import settlement
 from api.escrow.service import require_status
 from api.money import platform_fee
+from api.pagination import Cursor, split_page
 from api.projects.access import sees_the_deal
 from bridges.outbox import append_event
 from bridges.stripe import StripeGateway
@@ -105,6 +109,40 @@ async def get_dispute(
     if not sees_the_deal(record, user):
         raise Forbidden("only the project's client and worker, and admins, may see a dispute")
     return dispute_out(record)
+
+
+async def list_disputes(
+    *, pool: asyncpg.Pool, status: str | None, cursor: Cursor | None, limit: int
+) -> DisputePage:
+    """Every dispute (an admin's queue), newest first, optionally of one status."""
+    async with pool.acquire() as conn:
+        rows = await repository.disputes_page(conn, status=status, cursor=cursor, limit=limit)
+    page, next_cursor = split_page(rows, limit=limit)
+    return DisputePage(
+        items=[
+            DisputeItem(
+                id=row["id"],
+                project_id=row["project_id"],
+                project_title=row["project_title"],
+                escrow_id=row["escrow_id"],
+                escrow_status=row["escrow_status"],
+                amount_cents=row["amount_cents"],
+                currency=row["currency"],
+                opened_by=OpenerOut(id=row["opened_by"], name=row["opened_by_name"]),
+                reason=row["reason"],
+                status=row["status"],
+                resolution=row["resolution"],
+                worker_amount_cents=row["worker_amount_cents"],
+                client_amount_cents=row["client_amount_cents"],
+                fee_cents=row["fee_cents"],
+                resolved_by=row["resolved_by"],
+                resolved_at=row["resolved_at"],
+                created_at=row["created_at"],
+            )
+            for row in page
+        ],
+        next_cursor=next_cursor,
+    )
 
 
 async def resolve_dispute(

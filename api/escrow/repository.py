@@ -56,7 +56,9 @@ async def lock_escrow_of_project(
 async def fetch_escrow_view(
     conn: asyncpg.Connection, *, escrow_id: uuid.UUID
 ) -> asyncpg.Record | None:
-    """A hold with its payment, payout and refunded total, as GET /api/escrow/{id} shows it."""
+    """A hold with its latest payment, payout and refunded total, as GET /api/escrow/{id} shows it
+    (the lists of each are `payments_of_escrow`, `payouts_of_escrow`, `refunds_of_escrow`)."""
+    # The latest payment only, so that the hold stays one row however many intents it has had.
     record: asyncpg.Record | None = await conn.fetchrow(
         """SELECT e.*, p.id AS payment_id, p.status AS payment_status,
                   po.id AS payout_id, po.amount_cents AS payout_amount_cents,
@@ -64,12 +66,56 @@ async def fetch_escrow_view(
                   coalesce((SELECT sum(r.amount_cents) FROM refunds r WHERE r.escrow_id = e.id),
                            0)::bigint AS refunded_cents
              FROM escrow_holds e
-             LEFT JOIN payments p ON p.escrow_id = e.id
+             LEFT JOIN LATERAL (
+                  SELECT id, status FROM payments WHERE escrow_id = e.id
+                   ORDER BY created_at DESC, id DESC LIMIT 1) p ON true
              LEFT JOIN payouts po ON po.escrow_id = e.id
             WHERE e.id = $1""",
         escrow_id,
     )
     return record
+
+
+async def payments_of_escrow(
+    conn: asyncpg.Connection, *, escrow_id: uuid.UUID
+) -> list[asyncpg.Record]:
+    """Every payment made for the hold (one per PaymentIntent), oldest first."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT id, stripe_payment_intent_id, amount_cents, fee_cents, net_cents, refunded_cents,
+                  currency, status, failure_code, failure_message, succeeded_at, created_at,
+                  updated_at
+             FROM payments WHERE escrow_id = $1
+            ORDER BY created_at, id""",
+        escrow_id,
+    )
+    return rows
+
+
+async def payouts_of_escrow(
+    conn: asyncpg.Connection, *, escrow_id: uuid.UUID
+) -> list[asyncpg.Record]:
+    """What the hold owes or paid the worker, oldest first."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT id, amount_cents, fee_cents, currency, status, dispute_id, created_at,
+                  updated_at
+             FROM payouts WHERE escrow_id = $1
+            ORDER BY created_at, id""",
+        escrow_id,
+    )
+    return rows
+
+
+async def refunds_of_escrow(
+    conn: asyncpg.Connection, *, escrow_id: uuid.UUID
+) -> list[asyncpg.Record]:
+    """What was given back to the client from the hold, oldest first."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT id, payment_id, amount_cents, currency, reason, dispute_id, created_at
+             FROM refunds WHERE escrow_id = $1
+            ORDER BY created_at, id""",
+        escrow_id,
+    )
+    return rows
 
 
 async def set_escrow_status(conn: asyncpg.Connection, *, escrow_id: uuid.UUID, status: str) -> None:

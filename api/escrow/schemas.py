@@ -20,6 +20,44 @@ class PayoutOut(ApiModel):
     status: Literal["pending_transfer", "transferred"]
 
 
+class PaymentAttemptOut(ApiModel):
+    """One PaymentIntent made to fund the hold; a declined card leaves it 'failed' until the
+    client retries."""
+
+    id: uuid.UUID
+    payment_intent_id: str
+    amount_cents: int
+    fee_cents: int
+    net_cents: int
+    refunded_cents: int
+    currency: str
+    status: Literal["pending", "succeeded", "failed"]
+    failure_code: str | None
+    failure_message: str | None
+    succeeded_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PayoutMovementOut(PayoutOut):
+    currency: str
+    # The dispute whose resolution paid it; null for a release by the client.
+    dispute_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class RefundOut(ApiModel):
+    id: uuid.UUID
+    payment_id: uuid.UUID
+    amount_cents: int
+    currency: str
+    # 'external': refunded outside the API (the Stripe dashboard), learnt from Stripe's webhook.
+    reason: Literal["cancellation", "dispute", "external"]
+    dispute_id: uuid.UUID | None
+    created_at: datetime
+
+
 class EscrowOut(ApiModel):
     id: uuid.UUID
     booking_id: uuid.UUID
@@ -32,10 +70,15 @@ class EscrowOut(ApiModel):
     net_cents: int
     currency: str
     status: EscrowStatus
+    # The latest payment; `payments` lists every one.
     payment_id: uuid.UUID | None
     payment_status: Literal["pending", "succeeded", "failed"] | None
     refunded_cents: int
     payout: PayoutOut | None
+    # The money movements of the hold, oldest first.
+    payments: list[PaymentAttemptOut]
+    payouts: list[PayoutMovementOut]
+    refunds: list[RefundOut]
     funded_at: datetime | None
     released_at: datetime | None
     refunded_at: datetime | None

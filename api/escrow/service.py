@@ -16,7 +16,13 @@ import asyncpg
 from api.auth.schemas import AuthenticatedUser
 from api.errors import Conflict, Forbidden, NotFound
 from api.escrow import repository, settlement
-from api.escrow.schemas import EscrowOut, PayoutOut
+from api.escrow.schemas import (
+    EscrowOut,
+    PaymentAttemptOut,
+    PayoutMovementOut,
+    PayoutOut,
+    RefundOut,
+)
 from api.projects.access import sees_the_deal
 from bridges.stripe import StripeGateway
 from infrastructure.database import unit_of_work
@@ -24,19 +30,22 @@ from infrastructure.database import unit_of_work
 # A client may release once the worker delivered, or after accepting the delivery through
 # PUT /api/projects/{id}/status (delivered→completed), which leaves the money held.
 RELEASABLE_PROJECT_STATUSES: Final = frozenset({"delivered", "completed"})
+ESCROW_NOT_FOUND: Final = "escrow hold not found"
 
 
 async def get_escrow(
     *, pool: asyncpg.Pool, user: AuthenticatedUser, escrow_id: uuid.UUID
 ) -> EscrowOut:
-    """A hold, for its client, its worker and admins."""
-    async with pool.acquire() as conn:
+    """A hold with its payments, payouts and refunds, for its client, its worker and admins;
+    404 for anyone else."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        # One snapshot: a release or refund committing between the reads cannot show a
+        # 'released' hold without its payout.
         record = await repository.fetch_escrow_view(conn, escrow_id=escrow_id)
-    if record is None:
-        raise NotFound("escrow hold not found")
-    if not sees_the_deal(record, user):
-        raise Forbidden("only the booking's client and worker may see its escrow")
-    return escrow_out(record)
+        # The same answer as for a hold that does not exist, so an id is not confirmed.
+        if record is None or not sees_the_deal(record, user):
+            raise NotFound(ESCROW_NOT_FOUND)
+        return await _with_movements(conn, record)
 
 
 async def release_escrow(
@@ -50,7 +59,7 @@ async def release_escrow(
     async with unit_of_work(pool) as conn:
         project_id = await repository.project_of_escrow(conn, escrow_id=escrow_id)
         if project_id is None:
-            raise NotFound("escrow hold not found")
+            raise NotFound(ESCROW_NOT_FOUND)
         project = await repository.lock_project(conn, project_id=project_id)
         escrow = await repository.lock_escrow(conn, escrow_id=escrow_id)
         assert project is not None and escrow is not None  # foreign keys, and holds are kept
@@ -78,7 +87,8 @@ async def release_escrow(
                 conn, project=project, to_status="completed", actor_id=user.id
             )
         view = await repository.fetch_escrow_view(conn, escrow_id=escrow_id)
-    return escrow_out(view)
+        assert view is not None
+        return await _with_movements(conn, view)
 
 
 async def refund_for_cancellation(
@@ -130,7 +140,66 @@ def require_status(escrow: asyncpg.Record, expected: str, *, action: str) -> Non
     raise Conflict(f"the escrow is {status}", code="ESCROW_STATE", details=details)
 
 
-def escrow_out(record: asyncpg.Record) -> EscrowOut:
+async def _with_movements(conn: asyncpg.Connection, record: asyncpg.Record) -> EscrowOut:
+    """The hold's view (a `fetch_escrow_view` record) with the lists of its money movements."""
+    payments = await repository.payments_of_escrow(conn, escrow_id=record["id"])
+    payouts = await repository.payouts_of_escrow(conn, escrow_id=record["id"])
+    refunds = await repository.refunds_of_escrow(conn, escrow_id=record["id"])
+    return escrow_out(
+        record,
+        payments=[
+            PaymentAttemptOut(
+                id=row["id"],
+                payment_intent_id=row["stripe_payment_intent_id"],
+                amount_cents=row["amount_cents"],
+                fee_cents=row["fee_cents"],
+                net_cents=row["net_cents"],
+                refunded_cents=row["refunded_cents"],
+                currency=row["currency"],
+                status=row["status"],
+                failure_code=row["failure_code"],
+                failure_message=row["failure_message"],
+                succeeded_at=row["succeeded_at"],
+                created_at=row["created_at"],
+                updated_at=row["updated_at"],
+            )
+            for row in payments
+        ],
+        payouts=[
+            PayoutMovementOut(
+                id=row["id"],
+                amount_cents=row["amount_cents"],
+                fee_cents=row["fee_cents"],
+                status=row["status"],
+                currency=row["currency"],
+                dispute_id=row["dispute_id"],
+                created_at=row["created_at"],
+                updated_at=row["updated_at"],
+            )
+            for row in payouts
+        ],
+        refunds=[
+            RefundOut(
+                id=row["id"],
+                payment_id=row["payment_id"],
+                amount_cents=row["amount_cents"],
+                currency=row["currency"],
+                reason=row["reason"],
+                dispute_id=row["dispute_id"],
+                created_at=row["created_at"],
+            )
+            for row in refunds
+        ],
+    )
+
+
+def escrow_out(
+    record: asyncpg.Record,
+    *,
+    payments: list[PaymentAttemptOut],
+    payouts: list[PayoutMovementOut],
+    refunds: list[RefundOut],
+) -> EscrowOut:
     payout = None
     if record["payout_id"] is not None:
         payout = PayoutOut(
@@ -154,6 +223,9 @@ def escrow_out(record: asyncpg.Record) -> EscrowOut:
         payment_status=record["payment_status"],
         refunded_cents=record["refunded_cents"],
         payout=payout,
+        payments=payments,
+        payouts=payouts,
+        refunds=refunds,
         funded_at=record["funded_at"],
         released_at=record["released_at"],
         refunded_at=record["refunded_at"],

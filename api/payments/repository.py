@@ -22,11 +22,17 @@ async def fetch_booking(
     return record
 
 
+# A booking's payment that counts, among the failed ones a retry after a declined card leaves:
+# the one not failed (at most one, migration 0007), else the latest failure.
+_CURRENT_FIRST = "ORDER BY (status <> 'failed') DESC, created_at DESC, id DESC LIMIT 1"
+
+
 async def fetch_payment_of_booking(
     conn: asyncpg.Connection, *, booking_id: uuid.UUID
 ) -> asyncpg.Record | None:
+    """The booking's current payment: its live one, else its latest failed one."""
     record: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT * FROM payments WHERE booking_id = $1", booking_id
+        f"SELECT * FROM payments WHERE booking_id = $1 {_CURRENT_FIRST}", booking_id
     )
     return record
 
@@ -50,8 +56,9 @@ async def lock_payment(conn: asyncpg.Connection, *, payment_id: uuid.UUID) -> as
 async def lock_payment_of_escrow(
     conn: asyncpg.Connection, *, escrow_id: uuid.UUID
 ) -> asyncpg.Record | None:
+    """The hold's current payment (see fetch_payment_of_booking), locked."""
     record: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT * FROM payments WHERE escrow_id = $1 FOR UPDATE", escrow_id
+        f"SELECT * FROM payments WHERE escrow_id = $1 {_CURRENT_FIRST} FOR UPDATE", escrow_id
     )
     return record
 
@@ -70,7 +77,8 @@ async def insert_payment(
     net_cents: int,
     currency: str,
 ) -> bool:
-    """Record the booking's payment; False if the booking already has one (nothing changes)."""
+    """Record the booking's payment; False if the booking already has one that has not failed
+    (nothing changes)."""
     inserted = await conn.fetchval(
         """INSERT INTO payments (id, booking_id, escrow_id, project_id, client_id,
                                  stripe_payment_intent_id, amount_cents, fee_cents, net_cents,
@@ -120,6 +128,57 @@ async def mark_failed(
         failure_code,
         failure_message,
     )
+
+
+async def stop_pending_payment(
+    conn: asyncpg.Connection, *, booking_id: uuid.UUID, reason: str, message: str
+) -> asyncpg.Record | None:
+    """Mark the booking's pending payment failed, its intent to be cancelled at Stripe once the
+    caller commits; the payment, or None if none was pending."""
+    record: asyncpg.Record | None = await conn.fetchrow(
+        """UPDATE payments
+              SET status = 'failed', failure_code = $2, failure_message = $3,
+                  stripe_cancel = 'needed', updated_at = now()
+            WHERE booking_id = $1 AND status = 'pending'
+           RETURNING *""",
+        booking_id,
+        reason,
+        message,
+    )
+    return record
+
+
+async def need_intent_cancel(conn: asyncpg.Connection, *, payment_id: uuid.UUID) -> None:
+    """A failed payment whose intent is replaced by a retry: cancel it at Stripe too."""
+    await conn.execute(
+        """UPDATE payments SET stripe_cancel = 'needed', updated_at = now()
+            WHERE id = $1 AND status = 'failed'
+              AND stripe_cancel IS DISTINCT FROM 'cancelled'""",
+        payment_id,
+    )
+
+
+async def intent_cancel_outcome(
+    conn: asyncpg.Connection, *, payment_id: uuid.UUID, outcome: str, error: str | None
+) -> None:
+    """What Stripe answered to the cancel ('cancelled', 'refused'; 'needed' when it did not)."""
+    await conn.execute(
+        """UPDATE payments SET stripe_cancel = $2, stripe_cancel_error = $3, updated_at = now()
+            WHERE id = $1 AND stripe_cancel IS NOT NULL""",
+        payment_id,
+        outcome,
+        error,
+    )
+
+
+async def intents_to_cancel(conn: asyncpg.Connection, *, limit: int) -> list[asyncpg.Record]:
+    """Payments whose intent still has to be cancelled at Stripe, oldest first."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT id, stripe_payment_intent_id FROM payments
+            WHERE stripe_cancel = 'needed' ORDER BY updated_at LIMIT $1""",
+        limit,
+    )
+    return rows
 
 
 async def record_anomaly(conn: asyncpg.Connection, *, payment_id: uuid.UUID, note: str) -> None:
@@ -172,7 +231,9 @@ async def claim_intent_attempt(
     while another call's claim is live.
 
     Called under the project and hold locks, so concurrent claimers queue on those and then
-    see each other's committed claim. A claim whose lease ran out (its call crashed, or hung
+    see each other's committed claim. A claim after a 'created' attempt (its payment failed:
+    a declined card) takes a new key, as does one after a refusal: Stripe would answer the old
+    key with the old intent. A claim whose lease ran out (its call crashed, or hung
     past the Stripe deadline) is taken over with the same key: if that call's create reached
     Stripe, the retry gets its intent back.
     """
@@ -185,7 +246,7 @@ async def claim_intent_attempt(
                   claim_token = EXCLUDED.claim_token,
                   lease_until = EXCLUDED.lease_until,
                   attempts = a.attempts + 1,
-                  idempotency_key = CASE WHEN a.refused
+                  idempotency_key = CASE WHEN a.refused OR a.status = 'created'
                                          THEN EXCLUDED.idempotency_key || '-' || (a.attempts + 1)
                                          ELSE a.idempotency_key END,
                   refused = false,

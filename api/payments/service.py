@@ -13,6 +13,14 @@ claims the attempt (payment_intent_attempts, with its idempotency key) and commi
 call with nothing held; a short transaction that records the payment, conditional on the claim
 still being ours.
 
+A declined card (payment_intent.payment_failed) fails the payment; the client's next call then
+makes a new intent under a new idempotency key (`pi-{booking}-{n}`), once the failed one is
+cancelled at Stripe, so the old client secret can no longer be paid as well. An intent no longer
+offered (a retry replaced it, or its project was cancelled unpaid) is cancelled after the
+transaction that stopped it commits (`cancel_intent`); if Stripe does not answer, the payment
+keeps stripe_cancel = 'needed' for `retry_intent_cancellations`. Money is safe meanwhile: a
+payment_intent.succeeded for a cancelled project's intent refunds it in full (webhooks.py).
+
 Concurrent calls for one booking get one answer. In one API process they share one flight: the
 first call's work, whose outcome (the intent, or the 503 of an unreachable Stripe) every caller
 gets, so a burst of retries sends Stripe one request. A call in another process while a claim is
@@ -32,7 +40,7 @@ import asyncpg
 from api.auth.schemas import AuthenticatedUser
 from api.errors import Conflict, Forbidden, NotFound
 from api.escrow import repository as escrow_repository
-from api.money import MAX_AMOUNT_CENTS, MIN_AMOUNT_CENTS, SUPPORTED_CURRENCIES, platform_fee
+from api.money import SUPPORTED_CURRENCIES, charge_limit_problem, platform_fee
 from api.payments import repository
 from api.payments.provider import provider_error
 from api.payments.schemas import CreateIntentRequest, IntentOut, PaymentStatus
@@ -54,6 +62,62 @@ _flights: dict[tuple[asyncpg.Pool, uuid.UUID], asyncio.Task[tuple[IntentOut, boo
 def intent_idempotency_key(booking_id: uuid.UUID) -> str:
     """Stripe answers a retry with this key with the intent the first attempt made."""
     return f"pi-{booking_id}"
+
+
+def cancel_idempotency_key(intent_id: str) -> str:
+    return f"pi-cancel-{intent_id}"
+
+
+async def cancel_intent(
+    *, pool: asyncpg.Pool, stripe: StripeGateway, payment_id: uuid.UUID, intent_id: str
+) -> tuple[str, StripeFailure | None]:
+    """Cancel a stopped payment's intent at Stripe and record the outcome: 'cancelled',
+    'refused' (it was paid or is being paid: its webhook settles it), or 'needed' when Stripe
+    did not answer (left for `retry_intent_cancellations`). Call it holding no connection."""
+    failure: StripeFailure | None = None
+    try:
+        await stripe.cancel_payment_intent(
+            intent_id, idempotency_key=cancel_idempotency_key(intent_id)
+        )
+        outcome = "cancelled"
+    except StripeFailure as exc:
+        failure = exc
+        outcome = "needed"
+        if not exc.retryable:
+            # Refused: cancelled by someone else already (fine), or paid (not ours to stop).
+            try:
+                intent = await stripe.retrieve_payment_intent(intent_id)
+                outcome = "cancelled" if intent.status == "canceled" else "refused"
+            except StripeFailure as again:
+                failure = again
+    if outcome == "needed":
+        log.warning("PaymentIntent %s not cancelled yet: %s; will retry", intent_id, failure)
+    async with unit_of_work(pool) as conn:
+        await repository.intent_cancel_outcome(
+            conn,
+            payment_id=payment_id,
+            outcome=outcome,
+            error=None if failure is None else (failure.code or str(failure)),
+        )
+    return outcome, (None if outcome == "cancelled" else failure)
+
+
+async def retry_intent_cancellations(
+    *, pool: asyncpg.Pool, stripe: StripeGateway, limit: int = 100
+) -> int:
+    """Cancel the intents a Stripe outage left uncancelled; how many are now settled."""
+    async with pool.acquire() as conn:
+        rows = await repository.intents_to_cancel(conn, limit=limit)
+    settled = 0
+    for row in rows:
+        outcome, _ = await cancel_intent(
+            pool=pool,
+            stripe=stripe,
+            payment_id=row["id"],
+            intent_id=row["stripe_payment_intent_id"],
+        )
+        settled += outcome != "needed"
+    return settled
 
 
 async def create_intent(
@@ -113,6 +177,10 @@ async def _create_or_fetch(
         split = platform_fee(escrow["amount_cents"])
         payment = await repository.fetch_payment_of_booking(conn, booking_id=booking_id)
         idempotency_key = None
+        # The failed payment a retry replaces; its intent is cancelled before the new one.
+        replaced = payment if payment is not None and payment["status"] == "failed" else None
+        if replaced is not None:
+            payment = None
         if payment is None:
             idempotency_key = await repository.claim_intent_attempt(
                 conn,
@@ -131,6 +199,8 @@ async def _create_or_fetch(
                     headers={"Retry-After": str(retry_after)},
                     details={"retryAfter": retry_after},
                 )
+            if replaced is not None:
+                await repository.need_intent_cancel(conn, payment_id=replaced["id"])
 
     def out(intent: PaymentIntent, payment_id: uuid.UUID, status: PaymentStatus) -> IntentOut:
         return IntentOut(
@@ -151,6 +221,30 @@ async def _create_or_fetch(
         return out(intent, payment["id"], payment["status"]), False
 
     assert idempotency_key is not None
+    if replaced is not None and replaced["stripe_cancel"] != "cancelled":
+        outcome, failure = await cancel_intent(
+            pool=pool,
+            stripe=stripe,
+            payment_id=replaced["id"],
+            intent_id=replaced["stripe_payment_intent_id"],
+        )
+        if outcome != "cancelled":
+            # No new intent while the old one may still be paid: both could be.
+            async with unit_of_work(pool) as conn:
+                await repository.intent_attempt_failed(
+                    conn,
+                    booking_id=booking_id,
+                    claim_token=claim_token,
+                    refused=False,  # the new key was not used: the retry keeps it
+                    error=f"previous intent not cancelled: {outcome}",
+                )
+            if outcome == "needed" and failure is not None:
+                raise provider_error(failure)
+            raise Conflict(
+                "the previous payment attempt is being processed; try again shortly",
+                code="PAYMENT_IN_PROGRESS",
+                details={"paymentId": str(replaced["id"])},
+            )
     try:
         intent = await stripe.create_payment_intent(
             amount_cents=split.amount_cents,
@@ -196,11 +290,23 @@ async def _create_or_fetch(
             net_cents=split.net_cents,
             currency=escrow["currency"],
         )
+        stopped = None
         if created:
             await repository.intent_attempt_created(
                 conn, booking_id=booking_id, claim_token=claim_token, intent_id=intent.id
             )
+            if project["status"] == "cancelled":
+                # Cancelled while we were at Stripe: the intent is never offered, and is
+                # cancelled below so it does not stay pending.
+                stopped = await repository.stop_pending_payment(
+                    conn,
+                    booking_id=booking_id,
+                    reason="project_cancelled",
+                    message="the project was cancelled before it was paid",
+                )
         recorded = await repository.fetch_payment_of_booking(conn, booking_id=booking_id)
+    if stopped is not None:
+        await cancel_intent(pool=pool, stripe=stripe, payment_id=stopped["id"], intent_id=intent.id)
     assert recorded is not None
     if not created:
         # Our lease ran out and another call recorded its intent first. With Stripe's
@@ -266,9 +372,10 @@ def _check_payable_amount(amount_cents: int, currency: str) -> None:
             code="CURRENCY_NOT_SUPPORTED",
             details={"supported": sorted(SUPPORTED_CURRENCIES)},
         )
-    if not MIN_AMOUNT_CENTS <= amount_cents <= MAX_AMOUNT_CENTS:
+    problem = charge_limit_problem(amount_cents, currency)
+    if problem is not None:
         raise Conflict(
-            f"a card payment must be between {MIN_AMOUNT_CENTS} and {MAX_AMOUNT_CENTS} cents",
+            f"a card payment {problem}",
             code="AMOUNT_NOT_PAYABLE",
             details={"amountCents": amount_cents},
         )

@@ -15,7 +15,12 @@ from pydantic import (
     model_validator,
 )
 
-from api.money import MAX_AMOUNT_CENTS, MIN_AMOUNT_CENTS, SUPPORTED_CURRENCIES
+from api.money import (
+    MAX_AMOUNT_CENTS,
+    MIN_AMOUNT_CENTS,
+    SUPPORTED_CURRENCIES,
+    charge_limit_problem,
+)
 from api.schemas import ApiModel, DecimalAmount, FieldProblem, filled_in, resolve_amount
 from api.users.schemas import dedupe_skills
 
@@ -51,7 +56,8 @@ def bounded(max_length: int, *, min_length: int = 0) -> StringConstraints:
 
 
 # Money is integer cents (strict: 12.5 or "1200" are refused, never read as dollars or
-# coerced) between Stripe's minimum charge and our cap, so every amount can really be paid.
+# coerced) within what Stripe charges in some currency; `check_chargeable` then holds it to its
+# own currency's limits (api/money.py CHARGE_LIMITS), so every amount can really be paid.
 AmountCents = Annotated[int, Field(strict=True, ge=MIN_AMOUNT_CENTS, le=MAX_AMOUNT_CENTS)]
 # ISO 4217, accepted in any case and stored upper; only the currencies we take payments in.
 Currency = Annotated[
@@ -67,6 +73,15 @@ RequiredSkills = Annotated[
     list[Skill], Field(max_length=MAX_REQUIRED_SKILLS), AfterValidator(dedupe_skills)
 ]
 Deadline = Annotated[AwareDatetime, AfterValidator(_ahead)]
+
+
+def check_chargeable(amount_cents: int, currency: str, *, field: str) -> None:
+    """FieldProblem naming `field` if Stripe would not charge this amount in this currency."""
+    problem = charge_limit_problem(amount_cents, currency)
+    if problem is not None:
+        raise FieldProblem(field, problem, "amount_range")
+
+
 Title = Annotated[str, bounded(200, min_length=3)]
 Description = Annotated[str, bounded(20_000)]
 
@@ -99,6 +114,11 @@ class ProjectCreate(ApiModel):
                 currency=self.currency,
                 cents_field="budgetCents",
                 decimal_field="budget",
+            )
+            check_chargeable(
+                self.budget_cents,
+                self.currency,
+                field="budget" if self.budget is not None else "budgetCents",
             )
         except FieldProblem as problem:
             raise problem.as_validation_error(type(self).__name__, self.budget) from None
@@ -142,6 +162,16 @@ class ProjectUpdate(ApiModel):
         if value is None:
             raise ValueError("may not be null")
         return value
+
+    @model_validator(mode="after")
+    def _chargeable(self) -> ProjectUpdate:
+        # With only one of the two sent, the service checks against the stored other.
+        if self.budget_cents is not None and self.currency is not None:
+            try:
+                check_chargeable(self.budget_cents, self.currency, field="budgetCents")
+            except FieldProblem as problem:
+                raise problem.as_validation_error(type(self).__name__, self.budget_cents) from None
+        return self
 
 
 class StatusChange(ApiModel):

@@ -12,9 +12,17 @@ from api.bids import repository as bids
 from api.bookings import repository as bookings
 from api.errors import Conflict, Forbidden, Unauthorized
 from api.pagination import Cursor, split_page
+from api.payments import repository as payments_repository
 from api.projects import lifecycle, repository
 from api.projects.access import load_visible_project, party_of
-from api.projects.schemas import ProjectCreate, ProjectOut, ProjectPage, ProjectUpdate
+from api.projects.schemas import (
+    ProjectCreate,
+    ProjectOut,
+    ProjectPage,
+    ProjectUpdate,
+    check_chargeable,
+)
+from api.schemas import FieldProblem
 from bridges.outbox import append_event
 from bridges.stripe import StripeGateway
 from infrastructure.database import unit_of_work
@@ -117,6 +125,14 @@ async def update_project(
             )
         if not changed:
             return _out(project)
+        if "budget_cents" in changed or "currency" in changed:
+            budget = changed.get("budget_cents", project["budget_cents"])
+            currency = changed.get("currency", project["currency"])
+            field = "budgetCents" if "budget_cents" in changed else "currency"
+            try:
+                check_chargeable(budget, currency, field=field)
+            except FieldProblem as problem:
+                raise problem.as_invalid() from None
         await repository.update_columns(conn, project_id=project_id, values=changed)
         # An amount never travels without its currency.
         shown = set(changed) | ({"currency"} if "budget_cents" in changed else set())
@@ -141,8 +157,10 @@ async def change_status(
 ) -> ProjectOut:
     """Make one move of the state machine (api/projects/lifecycle.py) for the caller's side.
 
-    `stripe` refunds a funded hold when the move is a cancellation.
+    `stripe` refunds a funded hold when the move is a cancellation, and cancels the intent of
+    a payment still pending, after the cancellation commits.
     """
+    stopped: asyncpg.Record | None = None
     async with unit_of_work(pool) as conn:
         project = await load_visible_project(
             conn, project_id=project_id, viewer=user, lock="update"
@@ -163,7 +181,7 @@ async def change_status(
             if current == "awarded" and target == "in_progress":
                 await _require_funded_escrow(conn, project_id)
             elif target == "cancelled":
-                rejected = await _cancel(
+                rejected, stopped = await _cancel(
                     conn, stripe=stripe, project_id=project_id, actor_id=user.id
                 )
             event = ProjectStatusChanged(
@@ -176,7 +194,19 @@ async def change_status(
             )
         await repository.set_status(conn, project_id=project_id, status=target)
         await append_event(conn, new_event(event, aggregate_id=project_id, actor_id=user.id))
-        return await _reread(conn, project_id)
+        out = await _reread(conn, project_id)
+    if stopped is not None:
+        # After the commit, holding nothing: the cancellation stands whatever Stripe answers
+        # (an unanswered cancel is retried later; see api/payments/service.py).
+        from api.payments.service import cancel_intent
+
+        await cancel_intent(
+            pool=pool,
+            stripe=stripe,
+            payment_id=stopped["id"],
+            intent_id=stopped["stripe_payment_intent_id"],
+        )
+    return out
 
 
 async def _require_funded_escrow(conn: asyncpg.Connection, project_id: uuid.UUID) -> None:
@@ -216,17 +246,27 @@ async def _cancel(
     stripe: StripeGateway,
     project_id: uuid.UUID,
     actor_id: uuid.UUID,
-) -> list[uuid.UUID]:
-    """Close the project's pending bids and give back funded escrow; the rejected bid ids."""
+) -> tuple[list[uuid.UUID], asyncpg.Record | None]:
+    """Close the project's pending bids, give back funded escrow and stop a payment still
+    pending; the rejected bid ids and the stopped payment (its intent to cancel at Stripe)."""
     rejected = await bids.reject_pending(conn, project_id=project_id)
     booking = await bookings.fetch_project_booking(conn, project_id=project_id, lock_hold=True)
+    if booking is not None and booking["hold_status"] == "unfunded":
+        # An intent made but not paid would otherwise stay "pending" forever.
+        stopped = await payments_repository.stop_pending_payment(
+            conn,
+            booking_id=booking["id"],
+            reason="project_cancelled",
+            message="the project was cancelled before it was paid",
+        )
+        return rejected, stopped
     if booking is not None and booking["hold_status"] == "funded":
         # Imported here: escrow depends on projects, not the other way round. A refund failure
         # raises and rolls the cancellation back: a funded project is never cancelled unpaid.
         from api.escrow.service import refund_for_cancellation
 
         await refund_for_cancellation(conn, stripe=stripe, project_id=project_id, actor_id=actor_id)
-    return rejected
+    return rejected, None
 
 
 async def _reread(conn: asyncpg.Connection, project_id: uuid.UUID) -> ProjectOut:

@@ -233,4 +233,5 @@ async def test_participants_and_admins_read_the_hold_others_may_not(
         assert (data["amountCents"], data["feeCents"], data["netCents"]) == (2_000, 200, 1_800)
     stranger = await register(client, role="worker")
     response = await client.get(f"/api/escrow/{gig.escrow_id}", headers=stranger.headers)
-    assert response.status_code == 403
+    # The answer for a hold that does not exist: the id is not confirmed.
+    assert response.status_code == 404
