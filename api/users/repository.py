@@ -10,6 +10,7 @@ import asyncpg
 # Which table holds which profile column. Column names are also the schema's attribute names,
 # and the only names ever interpolated into SQL below.
 PROFILE_TABLES: dict[str, frozenset[str]] = {
+    "users": frozenset({"first_name", "last_name", "name"}),
     "user_profiles": frozenset(
         {"bio", "skills", "experience", "location", "avatar_url", "portfolio", "social_links"}
     ),
@@ -89,8 +90,9 @@ async def update_profile_columns(
         raise ValueError(f"not columns of {table}: {sorted(unknown)}")
     columns = sorted(values)
     assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(columns, start=2))
+    key = "id" if table == "users" else "user_id"
     await conn.execute(
-        f"UPDATE {table} SET {assignments}, updated_at = now() WHERE user_id = $1",
+        f"UPDATE {table} SET {assignments}, updated_at = now() WHERE {key} = $1",
         user_id,
         *(values[column] for column in columns),
     )

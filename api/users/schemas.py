@@ -91,7 +91,17 @@ class PortfolioItem(ApiModel):
 
 # Columns of each profile table, named as the request's Python attributes.
 COMMON_FIELDS = frozenset(
-    {"bio", "skills", "experience", "location", "avatar_url", "portfolio", "social_links"}
+    {
+        "first_name",
+        "last_name",
+        "bio",
+        "skills",
+        "experience",
+        "location",
+        "avatar_url",
+        "portfolio",
+        "social_links",
+    }
 )
 WORKER_FIELDS = frozenset({"headline", "hourly_rate_cents", "currency", "availability"})
 CLIENT_FIELDS = frozenset({"company_name", "website"})
@@ -101,6 +111,9 @@ NULLABLE_FIELDS = frozenset({"avatar_url", "hourly_rate_cents", "website"})
 class ProfileUpdate(ApiModel):
     """Merge semantics: fields left out keep their value; null clears a nullable one."""
 
+    # The display name (`name`) follows: "first last".
+    first_name: Annotated[str, _text(100, min_length=1)] | None = None
+    last_name: Annotated[str, _text(100)] | None = None
     bio: Annotated[str, _text(5000)] | None = None
     skills: Skills | None = None
     experience: Annotated[list[ExperienceItem], Field(max_length=MAX_LIST_ITEMS)] | None = None

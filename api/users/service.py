@@ -73,6 +73,11 @@ async def update_profile(
             raise NotFound("profile not found")
         role: str = current["role"]
         _refuse_other_roles_fields(body, set(sent), role)
+        if "first_name" in sent or "last_name" in sent:
+            # One display name for every other domain (reviews, events, emails), kept in step.
+            first = sent.get("first_name", current["first_name"])
+            last = sent.get("last_name", current["last_name"])
+            sent["name"] = f"{first} {last}".strip()
         changed = {column: value for column, value in sent.items() if current[column] != value}
         for table, columns in repository.PROFILE_TABLES.items():
             values = {column: changed[column] for column in columns if column in changed}

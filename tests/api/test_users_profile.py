@@ -230,3 +230,23 @@ async def test_no_route_lets_a_user_write_someone_elses_profile(
     assert smuggled.status_code == 422
     victims_profile = (await client.get(PROFILE, headers=victim.headers)).json()["data"]
     assert victims_profile["bio"] == ""
+
+
+async def test_a_user_renames_themselves_and_the_display_name_follows(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    account = await register(client, role="client", name="Ann Example")
+    renamed = await _update(client, account, {"lastName": "Lee Smith"})
+    assert (renamed["firstName"], renamed["lastName"], renamed["name"]) == (
+        "Ann",
+        "Lee Smith",
+        "Ann Lee Smith",
+    )
+    me = (await client.get("/api/auth/me", headers=account.headers)).json()["data"]
+    assert (me["name"], me["lastName"]) == ("Ann Lee Smith", "Lee Smith")
+    [event] = await outbox_events(db, event_type="profile.updated", key=account.id)
+    assert event["data"]["profile"] == {"last_name": "Lee Smith", "name": "Ann Lee Smith"}
+
+    refused = await client.put(PROFILE, json={"firstName": " "}, headers=account.headers)
+    assert refused.status_code == 422
+    assert error_fields(refused) == ["firstName"]
