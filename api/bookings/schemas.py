@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 from api.projects.schemas import AmountCents
 from api.schemas import ApiModel, DecimalAmount, FieldProblem, resolve_amount
 
-EscrowStatus = Literal["unfunded", "funded", "frozen", "released", "refunded", "split"]
+EscrowStatus = Literal["unfunded", "funded", "frozen", "refunding", "released", "refunded", "split"]
 
 
 class BookingCreate(ApiModel):

@@ -22,11 +22,12 @@ from api.disputes.schemas import (
     EvidenceItem,
     OpenDisputeRequest,
     OpenerOut,
+    Resolution,
     ResolveDisputeRequest,
 )
 from api.errors import Conflict, Forbidden, Invalid, NotFound
+from api.escrow import refunds, settlement
 from api.escrow import repository as escrow_repository
-from api.escrow import settlement
 from api.escrow.service import require_status
 from api.money import platform_fee
 from api.pagination import Cursor, split_page
@@ -153,8 +154,14 @@ async def resolve_dispute(
     dispute_id: uuid.UUID,
     body: ResolveDisputeRequest,
 ) -> DisputeOut:
-    """Settle the frozen hold as the admin decided, in one transaction with the Stripe refund
-    (if Stripe fails, nothing is settled and the dispute stays open)."""
+    """Settle the frozen hold as the admin decided.
+
+    A release settles in one transaction. A refund or a split gives money back through Stripe,
+    called with nothing held (api/escrow/refunds.py): the decision is pinned first (the hold
+    becomes 'refunding'), and the whole resolution is recorded once Stripe refunded. If Stripe
+    does not answer, the answer is a 503 and the dispute stays open with its decision pinned:
+    the same request again finishes it; another decision is a 409 REFUND_IN_PROGRESS. If Stripe
+    refuses, nothing is settled and the hold is frozen again (409 REFUND_REFUSED)."""
     async with unit_of_work(pool) as conn:
         found = await repository.fetch_dispute(conn, dispute_id=dispute_id)
         if found is None:
@@ -168,63 +175,153 @@ async def resolve_dispute(
                 f"the dispute was already resolved ({dispute['resolution']})",
                 code="DISPUTE_RESOLVED",
             )
-        require_status(escrow, "frozen", action="settled by this dispute")
-        worker_cents, client_cents = _parts(body, held=escrow["amount_cents"])
-        fee_cents = platform_fee(worker_cents).fee_cents
-        if worker_cents:
-            await settlement.pay_worker(
-                conn,
-                escrow=escrow,
-                amount_cents=worker_cents,
-                fee_cents=fee_cents,
-                dispute_id=dispute_id,
-                actor_id=admin.id,
-            )
-        if client_cents:
-            await settlement.refund_client(
-                conn,
-                stripe=stripe,
-                escrow=escrow,
-                amount_cents=client_cents,
-                reason="dispute",
-                dispute_id=dispute_id,
-                actor_id=admin.id,
-            )
-        await escrow_repository.set_escrow_status(
-            conn, escrow_id=escrow["id"], status=_ESCROW_AFTER[body.resolution]
+        if escrow["status"] == "refunding":
+            claim = await refunds.pending_claim(conn, escrow_id=escrow["id"])
+            assert claim is not None
+            worker_cents, client_cents = _parts(body, held=escrow["amount_cents"])
+            decided = (claim["resolution"], claim["worker_amount_cents"], claim["amount_cents"])
+            if claim["dispute_id"] != dispute_id or decided != (
+                body.resolution,
+                worker_cents,
+                client_cents,
+            ):
+                raise refunds.in_progress(claim)
+            # The same decision again: finish the refund it pinned.
+        else:
+            require_status(escrow, "frozen", action="settled by this dispute")
+            worker_cents, client_cents = _parts(body, held=escrow["amount_cents"])
+            fee_cents = platform_fee(worker_cents).fee_cents
+            if client_cents:
+                await refunds.claim_refund(
+                    conn,
+                    escrow=escrow,
+                    purpose="dispute",
+                    amount_cents=client_cents,
+                    actor_id=admin.id,
+                    dispute_id=dispute_id,
+                    resolution=body.resolution,
+                    worker_amount_cents=worker_cents,
+                    fee_cents=fee_cents,
+                    note=body.note,
+                )
+            else:
+                await _settle(
+                    conn,
+                    project=project,
+                    escrow=escrow,
+                    dispute_id=dispute_id,
+                    resolution=body.resolution,
+                    worker_cents=worker_cents,
+                    client_cents=0,
+                    fee_cents=fee_cents,
+                    note=body.note,
+                    admin_id=admin.id,
+                    refund_id=None,
+                )
+    if client_cents:
+        await refunds.settle(
+            pool=pool, stripe=stripe, escrow_id=escrow["id"], finish=finish_dispute_refund
         )
-        project_status = _PROJECT_AFTER[body.resolution]
-        await settlement.move_project(
-            conn, project=project, to_status=project_status, actor_id=admin.id
-        )
-        await repository.resolve_dispute(
-            conn,
-            dispute_id=dispute_id,
-            resolution=body.resolution,
-            worker_amount_cents=worker_cents,
-            client_amount_cents=client_cents,
-            fee_cents=fee_cents,
-            note=body.note,
-            resolved_by=admin.id,
-        )
-        resolved = DisputeResolved(
-            dispute_id=dispute_id,
-            project_id=project["id"],
-            escrow_id=escrow["id"],
-            client_id=escrow["client_id"],
-            worker_id=escrow["worker_id"],
-            resolution=body.resolution,
-            worker_amount_cents=worker_cents,
-            client_amount_cents=client_cents,
-            fee_cents=fee_cents,
-            currency=escrow["currency"],
-            resolved_by=admin.id,
-            project_status=project_status,
-        )
-        await append_event(conn, new_event(resolved, aggregate_id=project["id"], actor_id=admin.id))
+    async with pool.acquire() as conn:
         record = await repository.fetch_dispute(conn, dispute_id=dispute_id)
     assert record is not None
     return dispute_out(record)
+
+
+async def finish_dispute_refund(
+    conn: asyncpg.Connection,
+    claim: asyncpg.Record,
+    project: asyncpg.Record,
+    escrow: asyncpg.Record,
+    refund_id: uuid.UUID,
+) -> None:
+    """The pinned resolution, once Stripe made its refund (api/escrow/refunds.py `settle`)."""
+    dispute = await repository.fetch_dispute(conn, dispute_id=claim["dispute_id"], for_update=True)
+    # The hold was 'refunding' since the decision: nothing else could resolve the dispute.
+    assert dispute is not None and dispute["status"] == "open"
+    await _settle(
+        conn,
+        project=project,
+        escrow=escrow,
+        dispute_id=claim["dispute_id"],
+        resolution=claim["resolution"],
+        worker_cents=claim["worker_amount_cents"],
+        client_cents=claim["amount_cents"],
+        fee_cents=claim["fee_cents"],
+        note=claim["note"],
+        admin_id=claim["actor_id"],
+        refund_id=refund_id,
+    )
+
+
+async def _settle(
+    conn: asyncpg.Connection,
+    *,
+    project: asyncpg.Record,
+    escrow: asyncpg.Record,
+    dispute_id: uuid.UUID,
+    resolution: Resolution,
+    worker_cents: int,
+    client_cents: int,
+    fee_cents: int,
+    note: str | None,
+    admin_id: uuid.UUID,
+    refund_id: uuid.UUID | None,
+) -> None:
+    """Record a resolution under the project, hold and dispute locks: the worker's payout, the
+    client's refund (already made at Stripe: `refund_id`), the end states and their events."""
+    if worker_cents:
+        await settlement.pay_worker(
+            conn,
+            escrow=escrow,
+            amount_cents=worker_cents,
+            fee_cents=fee_cents,
+            dispute_id=dispute_id,
+            actor_id=admin_id,
+        )
+    if client_cents:
+        assert refund_id is not None
+        await settlement.append_refunded(
+            conn,
+            escrow=escrow,
+            refund_id=refund_id,
+            amount_cents=client_cents,
+            reason="dispute",
+            dispute_id=dispute_id,
+            actor_id=admin_id,
+        )
+    await escrow_repository.set_escrow_status(
+        conn, escrow_id=escrow["id"], status=_ESCROW_AFTER[resolution]
+    )
+    project_status = _PROJECT_AFTER[resolution]
+    await settlement.move_project(
+        conn, project=project, to_status=project_status, actor_id=admin_id
+    )
+    await repository.resolve_dispute(
+        conn,
+        dispute_id=dispute_id,
+        resolution=resolution,
+        worker_amount_cents=worker_cents,
+        client_amount_cents=client_cents,
+        fee_cents=fee_cents,
+        note=note,
+        resolved_by=admin_id,
+    )
+    resolved = DisputeResolved(
+        dispute_id=dispute_id,
+        project_id=project["id"],
+        escrow_id=escrow["id"],
+        client_id=escrow["client_id"],
+        worker_id=escrow["worker_id"],
+        resolution=resolution,
+        worker_amount_cents=worker_cents,
+        client_amount_cents=client_cents,
+        fee_cents=fee_cents,
+        currency=escrow["currency"],
+        resolved_by=admin_id,
+        project_status=project_status,
+    )
+    await append_event(conn, new_event(resolved, aggregate_id=project["id"], actor_id=admin_id))
 
 
 def _parts(body: ResolveDisputeRequest, *, held: int) -> tuple[int, int]:

@@ -15,6 +15,7 @@ import asyncpg
 _STATUS_STAMPS: Final[dict[str, tuple[str, ...]]] = {
     "funded": ("funded_at",),
     "frozen": (),
+    "refunding": (),
     "released": ("released_at",),
     "refunded": ("refunded_at",),
     "split": ("released_at", "refunded_at"),

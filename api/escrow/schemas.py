@@ -8,7 +8,7 @@ from typing import Literal
 
 from api.schemas import ApiModel
 
-EscrowStatus = Literal["unfunded", "funded", "frozen", "released", "refunded", "split"]
+EscrowStatus = Literal["unfunded", "funded", "frozen", "refunding", "released", "refunded", "split"]
 
 
 class PayoutOut(ApiModel):

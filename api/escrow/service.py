@@ -1,9 +1,12 @@
 """Escrow holds: reading one, releasing it to the worker, refunding it when a project is cancelled.
 
 unfunded ─payment succeeded (webhook)─▶ funded ─client releases─▶ released
-                                          │ ─project cancelled─▶ refunded
+                                          │ ─project cancelled─▶ refunding ─▶ refunded
                                           └─dispute opened─▶ frozen ─admin resolves─▶
-                                                              released | refunded | split
+                                                  released | refunding ─▶ refunded | split
+
+'refunding': a refund is pinned and being made at Stripe with nothing held
+(api/escrow/refunds.py); Stripe refusing it puts the hold back to funded or frozen.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import asyncpg
 
 from api.auth.schemas import AuthenticatedUser
 from api.errors import Conflict, Forbidden, NotFound
-from api.escrow import repository, settlement
+from api.escrow import refunds, repository, settlement
 from api.escrow.schemas import (
     EscrowOut,
     PaymentAttemptOut,
@@ -91,25 +94,100 @@ async def release_escrow(
         return await _with_movements(conn, view)
 
 
-async def refund_for_cancellation(
-    conn: asyncpg.Connection,
-    *,
-    project_id: uuid.UUID,
-    actor_id: uuid.UUID,
-    stripe: StripeGateway,
-) -> None:
-    """Give a cancelled project's held money back to the client, in the canceller's transaction.
+async def claim_cancellation_refund(
+    conn: asyncpg.Connection, *, project_id: uuid.UUID, actor_id: uuid.UUID | None
+) -> uuid.UUID | None:
+    """Pin the full refund of a cancelled project's held money, in the canceller's transaction
+    under the project's row lock; the hold to `settle_refund` once it commits, or None when
+    nothing is held (unfunded, or already refunded).
 
-    Call it under the project's row lock. A funded hold is refunded in full through Stripe
-    (no fee is kept on a cancellation) and becomes 'refunded'; an unfunded or already refunded
-    hold needs nothing; a frozen one (open dispute) is a 409. A Stripe failure raises a 503/502
-    so the caller's transaction, and the cancellation with it, rolls back.
-    """
+    No fee is kept on a cancellation. A frozen hold (open dispute) is a 409. A hold whose
+    cancellation refund is already pinned (an earlier call met a Stripe outage) is returned as
+    it is, so the repeated call finishes it; one pinned by a dispute is a 409."""
     escrow = await repository.lock_escrow_of_project(conn, project_id=project_id)
     if escrow is None or escrow["status"] in ("unfunded", "refunded"):
-        return
+        return None
+    if escrow["status"] == "refunding":
+        claim = await refunds.pending_claim(conn, escrow_id=escrow["id"])
+        assert claim is not None
+        if claim["purpose"] == "dispute":
+            raise refunds.in_progress(claim)
+        held: uuid.UUID = escrow["id"]
+        return held
     require_status(escrow, "funded", action="refunded")
-    await settlement.refund_cancelled(conn, stripe=stripe, escrow=escrow, actor_id=actor_id)
+    await refunds.claim_refund(
+        conn,
+        escrow=escrow,
+        purpose="cancel_project",
+        amount_cents=escrow["amount_cents"],
+        actor_id=actor_id,
+    )
+    claimed: uuid.UUID = escrow["id"]
+    return claimed
+
+
+async def refund_for_cancellation(
+    pool: asyncpg.Pool,
+    *,
+    stripe: StripeGateway,
+    project_id: uuid.UUID,
+    actor_id: uuid.UUID | None,
+) -> None:
+    """Give the money held for a project that is already cancelled back to the client, in full.
+
+    A short transaction pins the refund, Stripe is called with nothing held, a second one records
+    it (`escrow.refunded`) and the hold becomes 'refunded'. An unfunded or refunded hold needs
+    nothing; a frozen one is a 409. A Stripe outage raises a 503 and leaves the refund pinned:
+    calling again, or `retry_pending_refunds`, finishes it."""
+    async with unit_of_work(pool) as conn:
+        await repository.lock_project(conn, project_id=project_id)
+        escrow = await repository.lock_escrow_of_project(conn, project_id=project_id)
+        if escrow is None or escrow["status"] in ("unfunded", "refunded"):
+            return
+        if escrow["status"] == "refunding":
+            claim = await refunds.pending_claim(conn, escrow_id=escrow["id"])
+            assert claim is not None
+            if claim["purpose"] != "cancelled_payment":
+                raise refunds.in_progress(claim)
+        else:
+            require_status(escrow, "funded", action="refunded")
+            await refunds.claim_refund(
+                conn,
+                escrow=escrow,
+                purpose="cancelled_payment",
+                amount_cents=escrow["amount_cents"],
+                actor_id=actor_id,
+            )
+    await settle_refund(
+        pool=pool, stripe=stripe, escrow_id=escrow["id"], finish=finish_cancelled_payment_refund
+    )
+
+
+async def settle_refund(
+    *, pool: asyncpg.Pool, stripe: StripeGateway, escrow_id: uuid.UUID, finish: refunds.Finish
+) -> bool:
+    """The Stripe call and the recording of a pinned refund (api/escrow/refunds.py `settle`)."""
+    return await refunds.settle(pool=pool, stripe=stripe, escrow_id=escrow_id, finish=finish)
+
+
+async def finish_cancelled_payment_refund(
+    conn: asyncpg.Connection,
+    claim: asyncpg.Record,
+    project: asyncpg.Record,
+    escrow: asyncpg.Record,
+    refund_id: uuid.UUID,
+) -> None:
+    """The hold of a project cancelled before its payment landed is refunded: that is all."""
+    await settlement.append_refunded(
+        conn,
+        escrow=escrow,
+        refund_id=refund_id,
+        amount_cents=claim["amount_cents"],
+        reason="cancellation",
+        dispute_id=None,
+        actor_id=claim["actor_id"],
+    )
+    await repository.set_escrow_status(conn, escrow_id=escrow["id"], status="refunded")
 
 
 def require_status(escrow: asyncpg.Record, expected: str, *, action: str) -> None:
@@ -135,6 +213,12 @@ def require_status(escrow: asyncpg.Record, expected: str, *, action: str) -> Non
         raise Conflict(
             f"the escrow was already {status}; it cannot be {action}",
             code="ESCROW_SETTLED",
+            details=details,
+        )
+    if status == "refunding":
+        raise Conflict(
+            f"a refund of the escrow is in progress; it cannot be {action}",
+            code="REFUND_IN_PROGRESS",
             details=details,
         )
     raise Conflict(f"the escrow is {status}", code="ESCROW_STATE", details=details)

@@ -20,8 +20,9 @@ from typing import Any, Literal
 
 import asyncpg
 
+from api.escrow import refunds, settlement
 from api.escrow import repository as escrow_repository
-from api.escrow import settlement
+from api.escrow.service import finish_cancelled_payment_refund, settle_refund
 from api.payments import repository
 from api.payments.schemas import WebhookAck
 from bridges.outbox import append_event
@@ -41,6 +42,8 @@ class Effect:
     outcome: Outcome
     note: str | None = None
     payment_id: uuid.UUID | None = None
+    # A hold whose refund this event pinned: made at Stripe once the event's transaction commits.
+    refund_escrow_id: uuid.UUID | None = None
 
 
 Handler = Callable[[asyncpg.Connection, StripeGateway, dict[str, Any]], Awaitable[Effect]]
@@ -49,27 +52,57 @@ Handler = Callable[[asyncpg.Connection, StripeGateway, dict[str, Any]], Awaitabl
 async def handle_event(
     *, pool: asyncpg.Pool, stripe: StripeGateway, event: dict[str, Any]
 ) -> WebhookAck:
-    """Apply a verified event once. An error (Stripe down during an automatic refund) rolls
-    the ledger entry back with the effect, so Stripe's retry of the event applies it later."""
+    """Apply a verified event once.
+
+    An automatic refund (a payment that landed for a cancelled project) is pinned in the event's
+    transaction and made at Stripe after it commits, holding nothing (api/escrow/refunds.py). If
+    Stripe does not answer, the answer is a 503, so Stripe delivers the event again: the
+    redelivery is a duplicate for the ledger, and finishes the pinned refund."""
     event_id: str = event["id"]
     async with unit_of_work(pool) as conn:
         if not await repository.claim_stripe_event(
             conn, event_id=event_id, event_type=event["type"]
         ):
-            return WebhookAck(event_id=event_id, outcome="duplicate")
-        handler = _HANDLERS.get(event["type"])
-        if handler is None:
-            effect = Effect("ignored", f"event type {event['type']} is not handled")
+            effect = None
+            pinned = await _pinned_refund(conn, event)
         else:
-            effect = await _apply(handler, conn, stripe, event)
-        await repository.settle_stripe_event(
-            conn,
-            event_id=event_id,
-            outcome=effect.outcome,
-            note=effect.note,
-            payment_id=effect.payment_id,
+            handler = _HANDLERS.get(event["type"])
+            if handler is None:
+                effect = Effect("ignored", f"event type {event['type']} is not handled")
+            else:
+                effect = await _apply(handler, conn, stripe, event)
+            await repository.settle_stripe_event(
+                conn,
+                event_id=event_id,
+                outcome=effect.outcome,
+                note=effect.note,
+                payment_id=effect.payment_id,
+            )
+            pinned = effect.refund_escrow_id
+    if pinned is not None:
+        await settle_refund(
+            pool=pool, stripe=stripe, escrow_id=pinned, finish=finish_cancelled_payment_refund
         )
+    if effect is None:
+        return WebhookAck(event_id=event_id, outcome="duplicate")
     return WebhookAck(event_id=event_id, outcome=effect.outcome, note=effect.note)
+
+
+async def _pinned_refund(conn: asyncpg.Connection, event: dict[str, Any]) -> uuid.UUID | None:
+    """The hold whose automatic refund a first delivery of this event pinned and did not make
+    (Stripe was down): the redelivery makes it."""
+    if event["type"] != "payment_intent.succeeded":
+        return None
+    intent_id = event["data"]["object"].get("id")
+    if not isinstance(intent_id, str):
+        return None
+    escrow_id: uuid.UUID | None = await conn.fetchval(
+        """SELECT c.escrow_id FROM refund_claims c JOIN payments p ON p.id = c.payment_id
+            WHERE p.stripe_payment_intent_id = $1 AND c.status = 'pending'
+              AND c.purpose = 'cancelled_payment'""",
+        intent_id,
+    )
+    return escrow_id
 
 
 class Malformed(Exception):
@@ -148,9 +181,22 @@ async def _intent_succeeded(
     if project["status"] != "cancelled":
         return Effect("applied", None, payment["id"])
     # The client paid for a project cancelled while the payment was in flight: nothing can be
-    # delivered for it, so the money goes straight back, in full.
-    await settlement.refund_cancelled(conn, stripe=stripe, escrow=escrow, actor_id=None)
-    return Effect("applied", "the project was cancelled: refunded in full", payment["id"])
+    # delivered for it, so the money goes straight back, in full. Pinned here, made at Stripe
+    # once this transaction commits (handle_event).
+    funded_now = await escrow_repository.lock_escrow(conn, escrow_id=escrow["id"])
+    await refunds.claim_refund(
+        conn,
+        escrow=funded_now,
+        purpose="cancelled_payment",
+        amount_cents=escrow["amount_cents"],
+        actor_id=None,
+    )
+    return Effect(
+        "applied",
+        "the project was cancelled: refunded in full",
+        payment["id"],
+        refund_escrow_id=escrow["id"],
+    )
 
 
 async def _intent_failed(
@@ -198,27 +244,39 @@ async def _charge_refunded(
     payment = await repository.lock_payment(conn, payment_id=found["id"])
     assert escrow is not None
 
-    # Our own refunds are recorded (with their Stripe id) before this event can be seen: it
-    # waits for our locks. What is left is what someone refunded outside the API.
+    # Our own refunds are recorded with their Stripe id once Stripe made them. One made but not
+    # recorded yet (its claim is pending: api/escrow/refunds.py) is recorded by its own finishing
+    # transaction, so it is left out here. What is left is what someone refunded outside the API.
+    claim = await refunds.pending_claim(conn, escrow_id=escrow["id"])
     listed = (charge.get("refunds") or {}).get("data") or []
     if not isinstance(listed, list):
         raise Malformed("refunds.data is not a list")
-    refunds = [
+    pending = [
+        refund
+        for refund in listed
+        if claim is not None and isinstance(refund, dict) and _ours(refund, escrow["id"])
+    ]
+    refunds_seen = [
         (str(refund["id"]), _cents(refund.get("amount"), f"refund {refund.get('id')}'s amount"))
         for refund in listed
-        if isinstance(refund, dict) and refund.get("status") not in ("failed", "canceled")
+        if isinstance(refund, dict)
+        and refund.get("status") not in ("failed", "canceled")
+        and not any(refund is mine for mine in pending)
     ]
     stripe_total = charge.get("amount_refunded")
     if stripe_total is not None:
         stripe_total = _cents(stripe_total, "amount_refunded")
+        if claim is not None and stripe_total >= claim["amount_cents"]:
+            # The running total may already count the pinned refund: it is not external.
+            stripe_total -= claim["amount_cents"]
     # Checked before anything is written: refunds of more than was paid are not Stripe's.
     paid = payment["amount_cents"]
-    refunded = max(sum(cents for _, cents in refunds), stripe_total or 0)
+    refunded = max(sum(cents for _, cents in refunds_seen), stripe_total or 0)
     if refunded > paid:
         raise Malformed(f"refunds of {refunded} cents, above the payment's {paid}")
 
     new_cents, last_refund_id = 0, None
-    for stripe_refund_id, amount_cents in refunds:
+    for stripe_refund_id, amount_cents in refunds_seen:
         refund_id = uuid.uuid4()
         if await escrow_repository.insert_refund(
             conn,
@@ -274,6 +332,16 @@ async def _charge_refunded(
         log.warning("escrow %s partially refunded outside the API", escrow["id"])
         note += "; the hold still shows its full amount, review it"
     return Effect("applied", note, payment["id"])
+
+
+def _ours(refund: dict[str, Any], escrow_id: uuid.UUID) -> bool:
+    """A refund our API made for this hold (api/escrow/refunds.py sets this metadata)."""
+    metadata = refund.get("metadata")
+    return (
+        isinstance(metadata, dict)
+        and metadata.get("escrow_id") == str(escrow_id)
+        and metadata.get("reason") in ("cancellation", "dispute")
+    )
 
 
 def _mismatch(intent: dict[str, Any], payment: asyncpg.Record) -> str | None:

@@ -157,10 +157,15 @@ async def change_status(
 ) -> ProjectOut:
     """Make one move of the state machine (api/projects/lifecycle.py) for the caller's side.
 
-    `stripe` refunds a funded hold when the move is a cancellation, and cancels the intent of
-    a payment still pending, after the cancellation commits.
+    Cancelling a project whose hold is funded gives the money back first, through Stripe, with
+    nothing held while Stripe is called: this transaction pins the refund (the hold becomes
+    'refunding') and the cancellation itself is recorded with the refund (api/escrow/refunds.py).
+    If Stripe does not answer, the answer is a 503 and the project keeps its status until the
+    same request is repeated; a funded project is never cancelled unpaid. `stripe` also cancels
+    the intent of a payment still pending, after the cancellation commits.
     """
     stopped: asyncpg.Record | None = None
+    refunding: uuid.UUID | None = None
     async with unit_of_work(pool) as conn:
         project = await load_visible_project(
             conn, project_id=project_id, viewer=user, lock="update"
@@ -173,28 +178,42 @@ async def change_status(
                 details={"currentStatus": current, "allowed": []},
             )
         lifecycle.check_move(current=current, target=target, party=party)
-        event: ProjectDelivered | ProjectStatusChanged
-        if target == "delivered":
-            event = await _delivery(conn, project)
-        else:
-            rejected: list[uuid.UUID] = []
-            if current == "awarded" and target == "in_progress":
-                await _require_funded_escrow(conn, project_id)
-            elif target == "cancelled":
-                rejected, stopped = await _cancel(
-                    conn, stripe=stripe, project_id=project_id, actor_id=user.id
-                )
-            event = ProjectStatusChanged(
-                project_id=project_id,
-                client_id=project["client_id"],
-                worker_id=project["worker_id"],
-                from_status=current,
-                to_status=target,
-                rejected_bid_ids=rejected,
+        if target == "cancelled":
+            # Imported here: escrow depends on projects, not the other way round.
+            from api.escrow.service import claim_cancellation_refund
+
+            refunding = await claim_cancellation_refund(
+                conn, project_id=project_id, actor_id=user.id
             )
-        await repository.set_status(conn, project_id=project_id, status=target)
-        await append_event(conn, new_event(event, aggregate_id=project_id, actor_id=user.id))
+        if refunding is None:
+            event: ProjectDelivered | ProjectStatusChanged
+            if target == "delivered":
+                event = await _delivery(conn, project)
+            else:
+                rejected: list[uuid.UUID] = []
+                if current == "awarded" and target == "in_progress":
+                    await _require_funded_escrow(conn, project_id)
+                elif target == "cancelled":
+                    rejected, stopped = await _cancel(conn, project_id=project_id)
+                event = ProjectStatusChanged(
+                    project_id=project_id,
+                    client_id=project["client_id"],
+                    worker_id=project["worker_id"],
+                    from_status=current,
+                    to_status=target,
+                    rejected_bid_ids=rejected,
+                )
+            await repository.set_status(conn, project_id=project_id, status=target)
+            await append_event(conn, new_event(event, aggregate_id=project_id, actor_id=user.id))
         out = await _reread(conn, project_id)
+    if refunding is not None:
+        from api.escrow.service import settle_refund
+
+        await settle_refund(
+            pool=pool, stripe=stripe, escrow_id=refunding, finish=finish_cancellation_refund
+        )
+        async with pool.acquire() as conn:
+            return await _reread(conn, project_id)
     if stopped is not None:
         # After the commit, holding nothing: the cancellation stands whatever Stripe answers
         # (an unanswered cancel is retried later; see api/payments/service.py).
@@ -207,6 +226,46 @@ async def change_status(
             intent_id=stopped["stripe_payment_intent_id"],
         )
     return out
+
+
+async def finish_cancellation_refund(
+    conn: asyncpg.Connection,
+    claim: asyncpg.Record,
+    project: asyncpg.Record,
+    escrow: asyncpg.Record,
+    refund_id: uuid.UUID,
+) -> None:
+    """The cancellation a refund was pinned for, once Stripe made the refund: the hold is
+    refunded and the project cancelled, with the events a cancellation has always had."""
+    # Imported here: escrow depends on projects, not the other way round.
+    from api.escrow import repository as escrow_repository
+    from api.escrow import settlement
+
+    rejected = await bids.reject_pending(conn, project_id=project["id"])
+    await settlement.append_refunded(
+        conn,
+        escrow=escrow,
+        refund_id=refund_id,
+        amount_cents=claim["amount_cents"],
+        reason="cancellation",
+        dispute_id=None,
+        actor_id=claim["actor_id"],
+    )
+    await escrow_repository.set_escrow_status(conn, escrow_id=escrow["id"], status="refunded")
+    # The project kept its status while the refund was pinned: no move but this cancellation
+    # was allowed meanwhile (a delivery is refused while its hold is refunding).
+    event = ProjectStatusChanged(
+        project_id=project["id"],
+        client_id=project["client_id"],
+        worker_id=project["worker_id"],
+        from_status=project["status"],
+        to_status="cancelled",
+        rejected_bid_ids=rejected,
+    )
+    await repository.set_status(conn, project_id=project["id"], status="cancelled")
+    await append_event(
+        conn, new_event(event, aggregate_id=project["id"], actor_id=claim["actor_id"])
+    )
 
 
 async def _require_funded_escrow(conn: asyncpg.Connection, project_id: uuid.UUID) -> None:
@@ -230,6 +289,13 @@ async def _delivery(conn: asyncpg.Connection, project: asyncpg.Record) -> Projec
     booking = await bookings.fetch_project_booking(conn, project_id=project["id"])
     # in_progress is reached only through a booking with a funded hold.
     assert booking is not None, "an in_progress project without a booking"
+    if booking["hold_status"] == "refunding":
+        # The client cancelled and the refund is under way: the work is no longer wanted.
+        raise Conflict(
+            "the project is being cancelled and its escrow refunded",
+            code="REFUND_IN_PROGRESS",
+            details={"currentStatus": project["status"], "escrowStatus": "refunding"},
+        )
     return ProjectDelivered(
         project_id=project["id"],
         client_id=project["client_id"],
@@ -241,14 +307,11 @@ async def _delivery(conn: asyncpg.Connection, project: asyncpg.Record) -> Projec
 
 
 async def _cancel(
-    conn: asyncpg.Connection,
-    *,
-    stripe: StripeGateway,
-    project_id: uuid.UUID,
-    actor_id: uuid.UUID,
+    conn: asyncpg.Connection, *, project_id: uuid.UUID
 ) -> tuple[list[uuid.UUID], asyncpg.Record | None]:
-    """Close the project's pending bids, give back funded escrow and stop a payment still
-    pending; the rejected bid ids and the stopped payment (its intent to cancel at Stripe)."""
+    """Close the project's pending bids and stop a payment still pending (a funded hold was
+    pinned for refund before, and is cancelled with it); the rejected bid ids and the stopped
+    payment (its intent to cancel at Stripe)."""
     rejected = await bids.reject_pending(conn, project_id=project_id)
     booking = await bookings.fetch_project_booking(conn, project_id=project_id, lock_hold=True)
     if booking is not None and booking["hold_status"] == "unfunded":
@@ -260,12 +323,6 @@ async def _cancel(
             message="the project was cancelled before it was paid",
         )
         return rejected, stopped
-    if booking is not None and booking["hold_status"] == "funded":
-        # Imported here: escrow depends on projects, not the other way round. A refund failure
-        # raises and rolls the cancellation back: a funded project is never cancelled unpaid.
-        from api.escrow.service import refund_for_cancellation
-
-        await refund_for_cancellation(conn, stripe=stripe, project_id=project_id, actor_id=actor_id)
     return rejected, None
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import Account
-from tests.api.payments_support import Gig, book_gig
+from tests.api.gigs import Gig, book_gig
 
 
 def cursor_of(created_at: str, item_id: str | None = None) -> str:

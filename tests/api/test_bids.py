@@ -12,7 +12,7 @@ import pytest
 
 from api.money import MAX_AMOUNT_CENTS
 from tests.api.conftest import error_fields, outbox_events, register
-from tests.api.project_factories import (
+from tests.api.gigs import (
     accept_bid,
     awarded_gig,
     bid_body,
@@ -173,7 +173,7 @@ async def test_the_bidder_withdraws_a_pending_bid_and_may_bid_again(
     (event,) = await outbox_events(db, event_type="bid.withdrawn", key=gig.project_id)
     assert event["data"] == {
         "bid_id": gig.bid["id"],
-        "project_id": gig.project_id,
+        "project_id": str(gig.project_id),
         "client_id": str(gig.owner.id),
         "worker_id": str(gig.worker.id),
     }
@@ -262,9 +262,7 @@ async def test_accepting_a_bid_awards_the_project_and_rejects_the_rest_atomicall
     assert project["status"] == "awarded"
     assert project["workerId"] == str(gig.worker.id)
     assert project["acceptedBidId"] == gig.bid["id"]
-    rows = await db.fetch(
-        "SELECT id, status FROM bids WHERE project_id = $1", uuid.UUID(gig.project_id)
-    )
+    rows = await db.fetch("SELECT id, status FROM bids WHERE project_id = $1", gig.project_id)
     assert {str(r["id"]): r["status"] for r in rows} == {
         gig.bid["id"]: "accepted",
         gig.rival_bid["id"]: "rejected",
@@ -274,7 +272,7 @@ async def test_accepting_a_bid_awards_the_project_and_rejects_the_rest_atomicall
     assert event["actor_id"] == str(gig.owner.id)
     assert event["data"] == {
         "bid_id": gig.bid["id"],
-        "project_id": gig.project_id,
+        "project_id": str(gig.project_id),
         "client_id": str(gig.owner.id),
         "worker_id": str(gig.worker.id),
         "amount_cents": 120_000,
@@ -298,13 +296,11 @@ async def test_two_accepts_at_once_award_the_project_exactly_once(
     winner = (first if first.status_code == 200 else second).json()["data"]["bid"]
     accepted = await db.fetch(
         "SELECT id FROM bids WHERE project_id = $1 AND status = 'accepted'",
-        uuid.UUID(gig.project_id),
+        gig.project_id,
     )
     assert [str(r["id"]) for r in accepted] == [winner["id"]]
     assert len(await outbox_events(db, event_type="bid.accepted", key=gig.project_id)) == 1
-    worker_id = await db.fetchval(
-        "SELECT worker_id FROM projects WHERE id = $1", uuid.UUID(gig.project_id)
-    )
+    worker_id = await db.fetchval("SELECT worker_id FROM projects WHERE id = $1", gig.project_id)
     assert str(worker_id) == winner["workerId"]
 
 
@@ -344,7 +340,7 @@ async def test_a_bid_racing_the_accept_never_stays_pending_on_an_awarded_project
         assert (late.status_code, error["message"]) == (404, "project not found"), late.text
     pending = await db.fetchval(
         "SELECT count(*) FROM bids WHERE project_id = $1 AND status = 'pending'",
-        uuid.UUID(gig.project_id),
+        gig.project_id,
     )
     assert pending == 0
 

@@ -7,14 +7,7 @@ import stripe
 from fastapi import FastAPI
 
 from tests.api.conftest import Account, register
-from tests.api.payments_support import (
-    book_gig,
-    create_intent,
-    funded_gig,
-    make_admin,
-    move,
-    pay,
-)
+from tests.api.gigs import book_gig, create_intent, funded_gig, make_admin, move, pay
 
 
 async def _summary(client: httpx.AsyncClient, account: Account) -> list[dict[str, object]]:

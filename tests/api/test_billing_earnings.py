@@ -7,7 +7,7 @@ import stripe
 
 from api.money import platform_fee
 from tests.api.conftest import register
-from tests.api.payments_support import funded_gig
+from tests.api.gigs import funded_gig
 
 
 async def _earnings(client: httpx.AsyncClient, headers: dict[str, str]) -> list[dict[str, object]]:

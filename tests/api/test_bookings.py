@@ -11,14 +11,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import error_fields, outbox_events, register
-from tests.api.project_factories import (
-    awarded_gig,
-    book,
-    booked_gig,
-    open_gig,
-    project_status,
-    row_counts,
-)
+from tests.api.gigs import awarded_gig, book, booked_gig, open_gig, project_status, row_counts
 
 
 async def test_booking_creates_the_booking_and_its_unfunded_hold_in_one_go(
@@ -29,7 +22,7 @@ async def test_booking_creates_the_booking_and_its_unfunded_hold_in_one_go(
     response = await book(client, gig.owner, gig.project_id, gig.worker.id, 100_005)
     assert response.status_code == 201, response.text
     booking = response.json()["data"]
-    assert booking["projectId"] == gig.project_id
+    assert booking["projectId"] == str(gig.project_id)
     assert booking["bidId"] == gig.bid["id"]
     assert booking["clientId"] == str(gig.owner.id)
     assert booking["workerId"] == str(gig.worker.id)
@@ -44,9 +37,7 @@ async def test_booking_creates_the_booking_and_its_unfunded_hold_in_one_go(
     assert escrow["currency"] == "USD"
     assert escrow["fundedAt"] is None
 
-    hold = await db.fetchrow(
-        "SELECT * FROM escrow_holds WHERE project_id = $1", uuid.UUID(gig.project_id)
-    )
+    hold = await db.fetchrow("SELECT * FROM escrow_holds WHERE project_id = $1", gig.project_id)
     assert hold is not None
     assert str(hold["id"]) == escrow["id"]
     assert str(hold["booking_id"]) == booking["id"]
@@ -56,7 +47,7 @@ async def test_booking_creates_the_booking_and_its_unfunded_hold_in_one_go(
     assert event["actor_id"] == str(gig.owner.id)
     assert event["data"] == {
         "booking_id": booking["id"],
-        "project_id": gig.project_id,
+        "project_id": str(gig.project_id),
         "bid_id": gig.bid["id"],
         "client_id": str(gig.owner.id),
         "worker_id": str(gig.worker.id),
@@ -76,7 +67,7 @@ async def test_agreed_amount_may_be_spelled_with_its_unit(client: httpx.AsyncCli
     response = await client.post(
         "/api/bookings",
         json={
-            "projectId": gig.project_id,
+            "projectId": str(gig.project_id),
             "workerId": str(gig.worker.id),
             "agreedAmountCents": gig.bid["amountCents"],
         },
@@ -108,7 +99,7 @@ async def test_terms_that_differ_from_the_accepted_bid_are_422s_that_write_nothi
     gig = await awarded_gig(client, amount_cents=120_000)
     people = {"rival": str(gig.rival.id), "random": str(uuid.uuid4())}
     body: dict[str, Any] = {
-        "projectId": gig.project_id,
+        "projectId": str(gig.project_id),
         "workerId": str(gig.worker.id),
         "agreedAmountCents": 120_000,
     }
@@ -142,7 +133,7 @@ async def test_two_bookings_at_once_make_one(
     assert sorted(r.status_code for r in responses) == [201, 409, 409]
     for table in ("bookings", "escrow_holds"):
         count = await db.fetchval(
-            f"SELECT count(*) FROM {table} WHERE project_id = $1", uuid.UUID(gig.project_id)
+            f"SELECT count(*) FROM {table} WHERE project_id = $1", gig.project_id
         )
         assert count == 1, table
     assert len(await outbox_events(db, event_type="booking.created", key=gig.project_id)) == 1
@@ -165,7 +156,7 @@ async def test_only_the_owner_books_and_only_an_awarded_project(
     anonymous = await client.post(
         "/api/bookings",
         json={
-            "projectId": gig.project_id,
+            "projectId": str(gig.project_id),
             "workerId": str(gig.worker.id),
             "agreedAmountCents": amount,
         },

@@ -9,7 +9,7 @@ import stripe
 from fastapi import FastAPI
 
 from tests.api.conftest import Account, error_fields, register
-from tests.api.payments_support import book_gig, make_admin, pay
+from tests.api.gigs import book_gig, make_admin, pay
 
 
 async def _page(

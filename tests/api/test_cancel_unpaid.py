@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from api.payments.service import retry_intent_cancellations
 from bridges.stripe import StripeGateway
-from tests.api.payments_support import book_gig, create_intent, move
+from tests.api.gigs import book_gig, create_intent, move
 
 
 async def test_cancelling_an_unpaid_project_cancels_its_intent(

@@ -12,7 +12,8 @@ import stripe
 from fastapi import FastAPI
 
 from tests.api.conftest import Account, error_fields, outbox_events, register
-from tests.api.payments_support import Gig, book_gig, funded_gig, make_admin, refunds_at_stripe
+from tests.api.gigs import Gig, book_gig, funded_gig, make_admin
+from tests.api.stripe_support import refunds_at_stripe
 
 REASON = "The delivered work does not match the brief."
 

@@ -9,7 +9,7 @@ import stripe
 from fastapi import FastAPI
 
 from tests.api.conftest import Account, error_fields, register
-from tests.api.payments_support import Gig, funded_gig, make_admin
+from tests.api.gigs import Gig, funded_gig, make_admin
 
 REASON = "The delivered work does not match the brief."
 

@@ -1,5 +1,7 @@
-"""Cancelling a funded project refunds its hold through Stripe (api.escrow.service
-refund_for_cancellation, called by the project-cancel service in its transaction)."""
+"""Cancelling a funded project refunds its hold through Stripe: the cancel pins the refund, Stripe
+is called with nothing held, and the refund and the cancellation are recorded together
+(api/escrow/refunds.py; `refund_for_cancellation` does the same for a project already
+cancelled)."""
 
 from __future__ import annotations
 
@@ -14,10 +16,10 @@ from fastapi import FastAPI
 from api.errors import TulifoError
 from api.escrow.service import refund_for_cancellation
 from bridges.stripe import StripeGateway
-from infrastructure.database import unit_of_work
 from infrastructure.processes import free_port
 from tests.api.conftest import outbox_events
-from tests.api.payments_support import book_gig, funded_gig, move, refunds_at_stripe
+from tests.api.gigs import book_gig, funded_gig, move
+from tests.api.stripe_support import refunds_at_stripe
 
 
 async def _hold(db: asyncpg.Connection, escrow_id: uuid.UUID) -> asyncpg.Record:
@@ -74,13 +76,12 @@ async def test_the_refund_is_called_directly_and_is_a_no_op_on_an_unfunded_hold(
     app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
     gig = await book_gig(client)
-    async with unit_of_work(app.state.tulifo.pool) as conn:
-        await refund_for_cancellation(
-            conn,
-            stripe=app.state.stripe_gateway,
-            project_id=gig.project_id,
-            actor_id=gig.client.id,
-        )
+    await refund_for_cancellation(
+        app.state.tulifo.pool,
+        stripe=app.state.stripe_gateway,
+        project_id=gig.project_id,
+        actor_id=gig.client.id,
+    )
     assert (
         await db.fetchval("SELECT status FROM escrow_holds WHERE id = $1", gig.escrow_id)
         == "unfunded"
@@ -90,7 +91,7 @@ async def test_the_refund_is_called_directly_and_is_a_no_op_on_an_unfunded_hold(
     )
 
 
-async def test_stripe_down_rolls_the_refund_back_and_leaves_the_hold_funded(
+async def test_stripe_down_leaves_the_refund_pinned_for_the_retry(
     app: FastAPI,
     client: httpx.AsyncClient,
     stripe_api: stripe.StripeClient,
@@ -101,22 +102,36 @@ async def test_stripe_down_rolls_the_refund_back_and_leaves_the_hold_funded(
     nobody_listens = StripeGateway(api_key="sk_test_x", api_base=f"http://127.0.0.1:{free_port()}")
     try:
         with pytest.raises(TulifoError) as raised:
-            async with unit_of_work(app.state.tulifo.pool) as conn:
-                await refund_for_cancellation(
-                    conn,
-                    project_id=gig.project_id,
-                    actor_id=gig.client.id,
-                    stripe=nobody_listens,
-                )
+            await refund_for_cancellation(
+                app.state.tulifo.pool,
+                project_id=gig.project_id,
+                actor_id=gig.client.id,
+                stripe=nobody_listens,
+            )
     finally:
         await nobody_listens.aclose()
 
     assert raised.value.status_code == 503
     assert raised.value.code == "PAYMENT_PROVIDER_UNAVAILABLE"
     hold = await _hold(db, gig.escrow_id)
-    assert (hold["status"], hold["refunded_cents"]) == ("funded", 0)
+    # Pinned, not refunded: nothing else may decide about the money until the refund is made.
+    assert (hold["status"], hold["refunded_cents"]) == ("refunding", 0)
     assert await refunds_at_stripe(stripe_api, hold["stripe_payment_intent_id"]) == []
     assert await outbox_events(db, event_type="escrow.refunded", key=gig.project_id) == []
+
+    # Stripe back: the same call makes the pinned refund, once.
+    await refund_for_cancellation(
+        app.state.tulifo.pool,
+        project_id=gig.project_id,
+        actor_id=gig.client.id,
+        stripe=app.state.stripe_gateway,
+    )
+    hold = await _hold(db, gig.escrow_id)
+    assert (hold["status"], hold["refunded_cents"]) == ("refunded", gig.amount_cents)
+    assert await refunds_at_stripe(stripe_api, hold["stripe_payment_intent_id"]) == [
+        gig.amount_cents
+    ]
+    assert len(await outbox_events(db, event_type="escrow.refunded", key=gig.project_id)) == 1
 
 
 async def test_a_frozen_hold_is_not_refunded_by_a_cancellation(
@@ -135,13 +150,12 @@ async def test_a_frozen_hold_is_not_refunded_by_a_cancellation(
     assert opened.status_code == 201, opened.text
 
     with pytest.raises(TulifoError) as raised:
-        async with unit_of_work(app.state.tulifo.pool) as conn:
-            await refund_for_cancellation(
-                conn,
-                stripe=app.state.stripe_gateway,
-                project_id=gig.project_id,
-                actor_id=gig.client.id,
-            )
+        await refund_for_cancellation(
+            app.state.tulifo.pool,
+            stripe=app.state.stripe_gateway,
+            project_id=gig.project_id,
+            actor_id=gig.client.id,
+        )
 
     assert (raised.value.status_code, raised.value.code) == (409, "ESCROW_FROZEN")
     assert (await _hold(db, gig.escrow_id))["status"] == "frozen"

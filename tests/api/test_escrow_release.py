@@ -12,7 +12,7 @@ import stripe
 from fastapi import FastAPI
 
 from tests.api.conftest import outbox_events, register
-from tests.api.payments_support import book_gig, funded_gig, make_admin, move
+from tests.api.gigs import book_gig, funded_gig, make_admin, move
 
 
 def _release(client: httpx.AsyncClient, escrow_id: uuid.UUID, headers: dict[str, str]):  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ import stripe
 from fastapi import FastAPI
 
 from tests.api.conftest import Account, register
-from tests.api.payments_support import Gig, book_gig, funded_gig, make_admin, move
+from tests.api.gigs import Gig, book_gig, funded_gig, make_admin, move
 
 
 async def _view(client: httpx.AsyncClient, gig: Gig, who: Account) -> dict[str, Any]:

@@ -28,7 +28,8 @@ from infrastructure.settings import Settings
 from streams.packing import partition_of
 from streams.topics import topic_of
 from tests.api.conftest import Account, api_of_its_own, client_from, register, unique_ip
-from tests.api.payments_support import confirm_card, send_webhook, stripe_event
+from tests.api.gigs import Gig, accept_bid, book_worker, data, move, open_gig, release
+from tests.api.stripe_support import confirm_card, send_webhook, stripe_event
 from tests.bridges.support import Delivered, outbox_rows, read_events
 from tests.databases import fresh_database
 
@@ -81,15 +82,11 @@ async def marketplace(settings: Settings, kafka: str, app: FastAPI) -> AsyncIter
 
 
 @dataclass
-class Gig:
-    """What the story made, as the API answered it: the ids Kafka's events must link."""
+class Story:
+    """What the story made, as the API answered it: the gig, and the ids beyond it that Kafka's
+    events must link."""
 
-    client: Account
-    worker: Account
-    project_id: str = ""
-    bid_id: str = ""
-    booking_id: str = ""
-    escrow_id: str = ""
+    gig: Gig
     payment_id: str = ""
     payment_intent_id: str = ""
     payout_id: str = ""
@@ -102,21 +99,17 @@ async def test_a_gig_from_project_to_reviews_puts_every_seed_event_on_kafka(
 ) -> None:
     assert (SPLIT.fee_cents, SPLIT.net_cents) == (101, 904)
     http = marketplace.http
-    gig = Gig(
-        client=await register(http, role="client", name="Cleo Client"),
-        worker=await register(http, role="worker", name="Wim Worker"),
-    )
-    await client_posts_a_project(http, gig)
-    await worker_bids(http, gig)
+    story = await client_posts_a_project_and_a_worker_bids(http)
+    gig = story.gig
     await client_accepts_the_bid(http, gig)
     await client_books(http, gig)
-    await client_pays_by_card(http, stripe_api, gig, webhook_secret=webhook_secret)
+    await client_pays_by_card(http, stripe_api, story, webhook_secret=webhook_secret)
     await worker_moves_the_project(http, gig, "in_progress")
     await worker_moves_the_project(http, gig, "delivered")
     await client_accepts_the_delivery(http, gig)
-    await client_releases_the_escrow(http, gig)
-    await client_reviews_the_worker(http, gig)
-    await worker_reviews_the_client(http, gig)
+    await client_releases_the_escrow(http, story)
+    await client_reviews_the_worker(http, story)
+    await worker_reviews_the_client(http, story)
 
     records = await relay_the_outbox_to_kafka(marketplace.settings)
 
@@ -130,83 +123,56 @@ async def test_a_gig_from_project_to_reviews_puts_every_seed_event_on_kafka(
             prefix=marketplace.settings.topic_prefix,
             partitions=marketplace.settings.topic_partitions,
         )
-    assert_each_event_tells_its_part_of_the_story(events, gig)
+    assert_each_event_tells_its_part_of_the_story(events, story)
     assert_the_projects_events_share_a_partition_in_order(records, gig)
 
 
 # --- the story, one HTTP call (or Stripe's part) at a time --------------------------------------
 
 
-async def client_posts_a_project(http: httpx.AsyncClient, gig: Gig) -> None:
-    project = await _data(
-        http.post(
-            "/api/projects",
-            json={
-                "title": "Checkout with escrow",
-                "description": "Stripe, webhooks, payouts.",
-                "budgetCents": AMOUNT,
-                "currency": CURRENCY,
-                "requiredSkills": ["Python", "Stripe"],
-            },
-            headers=gig.client.headers,
-        ),
-        201,
+async def client_posts_a_project_and_a_worker_bids(http: httpx.AsyncClient) -> Story:
+    gig = await open_gig(
+        http,
+        amount_cents=AMOUNT,
+        owner=await register(http, role="client", name="Cleo Client"),
+        worker_name="Wim Worker",
+        project={
+            "title": "Checkout with escrow",
+            "description": "Stripe, webhooks, payouts.",
+            "budgetCents": AMOUNT,
+            "currency": CURRENCY,
+            "requiredSkills": ["Python", "Stripe"],
+        },
+        bid={"deliveryDays": 5, "proposal": "Shipped this before."},
+        rival=False,
     )
-    gig.project_id = project["id"]
-
-
-async def worker_bids(http: httpx.AsyncClient, gig: Gig) -> None:
-    bid = await _data(
-        http.post(
-            f"/api/projects/{gig.project_id}/bids",
-            json={"amountCents": AMOUNT, "deliveryDays": 5, "proposal": "Shipped this before."},
-            headers=gig.worker.headers,
-        ),
-        201,
-    )
-    gig.bid_id = bid["id"]
+    return Story(gig)
 
 
 async def client_accepts_the_bid(http: httpx.AsyncClient, gig: Gig) -> None:
-    accepted = await _data(
-        http.post(
-            f"/api/projects/{gig.project_id}/bids/{gig.bid_id}/accept",
-            headers=gig.client.headers,
-        )
-    )
+    accepted = data(await accept_bid(http, gig.client, gig.project_id, gig.bid["id"]))
     assert accepted["bid"]["status"] == "accepted"
 
 
 async def client_books(http: httpx.AsyncClient, gig: Gig) -> None:
-    booking = await _data(
-        http.post(
-            "/api/bookings",
-            json={
-                "projectId": gig.project_id,
-                "workerId": str(gig.worker.id),
-                "agreedAmountCents": AMOUNT,
-            },
-            headers=gig.client.headers,
-        ),
-        201,
-    )
+    booking = (await book_worker(http, gig)).booking
+    assert booking is not None
     assert (booking["escrow"]["feeCents"], booking["escrow"]["netCents"]) == (
         SPLIT.fee_cents,
         SPLIT.net_cents,
     )
-    gig.booking_id, gig.escrow_id = booking["id"], booking["escrow"]["id"]
 
 
 async def client_pays_by_card(
-    http: httpx.AsyncClient, sc: stripe.StripeClient, gig: Gig, *, webhook_secret: str
+    http: httpx.AsyncClient, sc: stripe.StripeClient, story: Story, *, webhook_secret: str
 ) -> None:
     """The client asks us for a PaymentIntent, pays it in the browser (Stripe's side), and
     Stripe tells us with the signed `payment_intent.succeeded` webhook."""
-    intent = await _data(
-        http.post(
+    intent = data(
+        await http.post(
             "/api/payments/create-intent",
-            json={"bookingId": gig.booking_id},
-            headers=gig.client.headers,
+            json={"bookingId": str(story.gig.booking_id)},
+            headers=story.gig.client.headers,
         ),
         201,
     )
@@ -215,8 +181,8 @@ async def client_pays_by_card(
         SPLIT.fee_cents,
         SPLIT.net_cents,
     )
-    gig.payment_id, gig.payment_intent_id = intent["paymentId"], intent["paymentIntentId"]
-    paid = await confirm_card(sc, gig.payment_intent_id)
+    story.payment_id, story.payment_intent_id = intent["paymentId"], intent["paymentIntentId"]
+    paid = await confirm_card(sc, story.payment_intent_id)
     assert (paid["status"], paid["amount"]) == ("succeeded", AMOUNT)
     response = await send_webhook(
         http, stripe_event("payment_intent.succeeded", paid), secret=webhook_secret
@@ -233,52 +199,37 @@ async def client_accepts_the_delivery(http: httpx.AsyncClient, gig: Gig) -> None
     await _move(http, gig, gig.client, "completed")
 
 
-async def client_releases_the_escrow(http: httpx.AsyncClient, gig: Gig) -> None:
-    escrow = await _data(
-        http.post(f"/api/escrow/{gig.escrow_id}/release", headers=gig.client.headers)
-    )
+async def client_releases_the_escrow(http: httpx.AsyncClient, story: Story) -> None:
+    escrow = await release(http, story.gig)
     assert escrow["status"] == "released"
     assert escrow["payout"]["amountCents"] == SPLIT.net_cents
-    gig.payout_id = escrow["payout"]["id"]
+    story.payout_id = escrow["payout"]["id"]
 
 
-async def client_reviews_the_worker(http: httpx.AsyncClient, gig: Gig) -> None:
-    gig.client_review_id = await _review(http, gig, gig.client, rating=5)
+async def client_reviews_the_worker(http: httpx.AsyncClient, story: Story) -> None:
+    story.client_review_id = await _review(http, story.gig, story.gig.client, rating=5)
 
 
-async def worker_reviews_the_client(http: httpx.AsyncClient, gig: Gig) -> None:
-    gig.worker_review_id = await _review(http, gig, gig.worker, rating=4)
+async def worker_reviews_the_client(http: httpx.AsyncClient, story: Story) -> None:
+    story.worker_review_id = await _review(http, story.gig, story.gig.worker, rating=4)
 
 
 async def _move(http: httpx.AsyncClient, gig: Gig, who: Account, status: str) -> None:
-    project = await _data(
-        http.put(
-            f"/api/projects/{gig.project_id}/status",
-            json={"status": status},
-            headers=who.headers,
-        )
-    )
-    assert project["status"] == status
+    await move(http, gig, who, status)
+    assert gig.project["status"] == status
 
 
 async def _review(http: httpx.AsyncClient, gig: Gig, reviewer: Account, *, rating: int) -> str:
-    review = await _data(
-        http.post(
+    review = data(
+        await http.post(
             "/api/reviews",
-            json={"projectId": gig.project_id, "rating": rating, "comment": "Smooth."},
+            json={"projectId": str(gig.project_id), "rating": rating, "comment": "Smooth."},
             headers=reviewer.headers,
         ),
         201,
     )
     review_id: str = review["id"]
     return review_id
-
-
-async def _data(request: Any, status: int = 200) -> dict[str, Any]:
-    response: httpx.Response = await request
-    assert response.status_code == status, response.text
-    data: dict[str, Any] = response.json()["data"]
-    return data
 
 
 # --- Kafka ----------------------------------------------------------------------------------------
@@ -326,12 +277,14 @@ def assert_envelope(
     assert isinstance(event["sequence"], int)
 
 
-def assert_each_event_tells_its_part_of_the_story(events: list[dict[str, Any]], gig: Gig) -> None:
+def assert_each_event_tells_its_part_of_the_story(
+    events: list[dict[str, Any]], story: Story
+) -> None:
     published = {(e["type"], e["aggregate_id"], e["actor_id"]): e["data"] for e in events}
-    expected = expected_events(gig)
+    expected = expected_events(story)
     assert published.keys() == expected.keys()
-    for (event_type, key, actor), data in expected.items():
-        assert published[(event_type, key, actor)] == data, event_type
+    for (event_type, key, actor), expected_data in expected.items():
+        assert published[(event_type, key, actor)] == expected_data, event_type
 
 
 def assert_the_projects_events_share_a_partition_in_order(
@@ -339,7 +292,7 @@ def assert_the_projects_events_share_a_partition_in_order(
 ) -> None:
     """Keyed by the project, its events land on one partition of the gigs topic, numbered 1, 2,
     3, … in the order they were made."""
-    on_the_project = [record for record in records if record.key == gig.project_id.encode()]
+    on_the_project = [record for record in records if record.key == str(gig.project_id).encode()]
     assert len(on_the_project) == 10  # all but the two registrations and the two reviews
     assert {(record.topic, record.partition) for record in on_the_project} == {
         (on_the_project[0].topic, on_the_project[0].partition)
@@ -353,12 +306,14 @@ def assert_the_projects_events_share_a_partition_in_order(
     ]
 
 
-def expected_events(gig: Gig) -> dict[tuple[str, str, str | None], dict[str, Any]]:
+def expected_events(story: Story) -> dict[tuple[str, str, str | None], dict[str, Any]]:
     """(type, key, actor) → data of every event the story should have published. Money events
     of the gig are keyed by the project; a review by its reviewee; a user by themself. Stripe's
     webhook acts for no user of ours: its events have no actor."""
+    gig = story.gig
     client, worker = str(gig.client.id), str(gig.worker.id)
-    project = gig.project_id
+    project, bid_id = str(gig.project_id), gig.bid["id"]
+    booking_id, escrow_id = str(gig.booking_id), str(gig.escrow_id)
     money = {
         "amount_cents": SPLIT.amount_cents,
         "fee_cents": SPLIT.fee_cents,
@@ -391,14 +346,14 @@ def expected_events(gig: Gig) -> dict[tuple[str, str, str | None], dict[str, Any
             "status": "open",
         },
         ("bid.submitted", project, worker): {
-            "bid_id": gig.bid_id,
+            "bid_id": bid_id,
             **parties,
             "amount_cents": AMOUNT,
             "currency": CURRENCY,
             "delivery_days": 5,
         },
         ("bid.accepted", project, client): {
-            "bid_id": gig.bid_id,
+            "bid_id": bid_id,
             **parties,
             "amount_cents": AMOUNT,
             "currency": CURRENCY,
@@ -406,28 +361,28 @@ def expected_events(gig: Gig) -> dict[tuple[str, str, str | None], dict[str, Any
             "rejected_bid_ids": [],
         },
         ("booking.created", project, client): {
-            "booking_id": gig.booking_id,
-            "bid_id": gig.bid_id,
+            "booking_id": booking_id,
+            "bid_id": bid_id,
             **parties,
-            "escrow_hold_id": gig.escrow_id,
+            "escrow_hold_id": escrow_id,
             "agreed_amount_cents": SPLIT.amount_cents,
             "fee_cents": SPLIT.fee_cents,
             "net_cents": SPLIT.net_cents,
             "currency": CURRENCY,
         },
         ("payment.completed", project, None): {
-            "payment_id": gig.payment_id,
-            "booking_id": gig.booking_id,
-            "escrow_id": gig.escrow_id,
+            "payment_id": story.payment_id,
+            "booking_id": booking_id,
+            "escrow_id": escrow_id,
             **parties,
             **money,
-            "stripe_payment_intent_id": gig.payment_intent_id,
+            "stripe_payment_intent_id": story.payment_intent_id,
         },
         ("escrow.funded", project, None): {
-            "escrow_id": gig.escrow_id,
-            "booking_id": gig.booking_id,
+            "escrow_id": escrow_id,
+            "booking_id": booking_id,
             **parties,
-            "payment_id": gig.payment_id,
+            "payment_id": story.payment_id,
             **money,
         },
         ("project.status_changed", project, worker): {
@@ -438,7 +393,7 @@ def expected_events(gig: Gig) -> dict[tuple[str, str, str | None], dict[str, Any
         },
         ("project.delivered", project, worker): {
             **parties,
-            "booking_id": gig.booking_id,
+            "booking_id": booking_id,
             "agreed_amount_cents": SPLIT.amount_cents,
             "currency": CURRENCY,
         },
@@ -449,16 +404,16 @@ def expected_events(gig: Gig) -> dict[tuple[str, str, str | None], dict[str, Any
             "rejected_bid_ids": [],
         },
         ("escrow.released", project, client): {
-            "escrow_id": gig.escrow_id,
-            "booking_id": gig.booking_id,
+            "escrow_id": escrow_id,
+            "booking_id": booking_id,
             "project_id": project,
             "worker_id": worker,
-            "payout_id": gig.payout_id,
+            "payout_id": story.payout_id,
             **money,
             "dispute_id": None,
         },
         ("review.created", worker, client): {
-            "review_id": gig.client_review_id,
+            "review_id": story.client_review_id,
             "project_id": project,
             "reviewer_id": client,
             "reviewee_id": worker,
@@ -466,7 +421,7 @@ def expected_events(gig: Gig) -> dict[tuple[str, str, str | None], dict[str, Any
             "rating": 5,
         },
         ("review.created", client, worker): {
-            "review_id": gig.worker_review_id,
+            "review_id": story.worker_review_id,
             "project_id": project,
             "reviewer_id": worker,
             "reviewee_id": client,

@@ -7,13 +7,8 @@ import asyncpg
 import httpx
 import stripe
 
-from tests.api.payments_support import (
-    book_gig,
-    confirm_card,
-    create_intent,
-    send_webhook,
-    stripe_event,
-)
+from tests.api.gigs import book_gig, create_intent
+from tests.api.stripe_support import confirm_card, send_webhook, stripe_event
 
 
 async def _decline(

@@ -11,7 +11,7 @@ import pytest
 import stripe
 
 from tests.api.conftest import error_fields, register
-from tests.api.payments_support import book_gig, create_intent, pay
+from tests.api.gigs import book_gig, create_intent, pay
 
 URL = "/api/payments/create-intent"
 

@@ -14,12 +14,10 @@ import pytest
 import stripe
 
 from tests.api.conftest import outbox_events
-from tests.api.payments_support import (
+from tests.api.gigs import book_gig, create_intent, move
+from tests.api.stripe_support import (
     WEBHOOK,
-    book_gig,
     confirm_card,
-    create_intent,
-    move,
     refunds_at_stripe,
     send_webhook,
     signed,

@@ -12,7 +12,7 @@ import pytest
 
 from api.money import MAX_AMOUNT_CENTS
 from tests.api.conftest import error_fields, outbox_events, register
-from tests.api.project_factories import (
+from tests.api.gigs import (
     awarded_gig,
     create_project,
     open_gig,
@@ -231,10 +231,10 @@ async def test_the_public_board_shows_only_open_projects(client: httpx.AsyncClie
     gig = await awarded_gig(client)
     tag = gig.project["requiredSkills"][0]
     open_ids = {p["id"] for p in (await _list(client, limit=100))["items"]}
-    assert gig.project_id not in open_ids
+    assert str(gig.project_id) not in open_ids
     # Its parties see it on the board, filtered like any other.
     mine = await _list(client, gig.owner.headers, status="awarded", skills=tag, limit=100)
-    assert gig.project_id in {p["id"] for p in mine["items"]}
+    assert str(gig.project_id) in {p["id"] for p in mine["items"]}
 
 
 async def test_mine_lists_a_clients_projects_and_a_workers_bids_and_gigs(
@@ -246,12 +246,12 @@ async def test_mine_lists_a_clients_projects_and_a_workers_bids_and_gigs(
     await submit_bid(client, gig.rival, other.project_id)
 
     owners = await _list(client, gig.owner.headers, mine="true")
-    assert [p["id"] for p in owners["items"]] == [second["id"], gig.project_id]
+    assert [p["id"] for p in owners["items"]] == [second["id"], str(gig.project_id)]
     workers = await _list(client, gig.worker.headers, mine="true")
-    assert [p["id"] for p in workers["items"]] == [gig.project_id]
+    assert [p["id"] for p in workers["items"]] == [str(gig.project_id)]
     # The losing bidder still finds the project it bid on, and its newer bid.
     rivals = await _list(client, gig.rival.headers, mine="true")
-    assert [p["id"] for p in rivals["items"]] == [other.project_id, gig.project_id]
+    assert [p["id"] for p in rivals["items"]] == [str(other.project_id), str(gig.project_id)]
 
     anonymous = await client.get("/api/projects", params={"mine": "true"})
     assert anonymous.status_code == 401

@@ -18,15 +18,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.api.conftest import Account, register
-from tests.api.project_factories import (
-    Gig,
-    admin_account,
-    auth,
-    awarded_gig,
-    bid_body,
-    gig_in_status,
-    project_body,
-)
+from tests.api.gigs import Gig, auth, awarded_gig, bid_body, gig_in_status, make_admin, project_body
 
 ACTORS = ("owner", "other_client", "worker", "rival", "other_worker", "admin", "anonymous")
 
@@ -42,7 +34,7 @@ Call = Callable[[httpx.AsyncClient, World, dict[str, str]], Awaitable[httpx.Resp
 
 def _booking_body(w: World) -> dict[str, Any]:
     return {
-        "projectId": w.gig.project_id,
+        "projectId": str(w.gig.project_id),
         "workerId": str(w.gig.worker.id),
         "agreedAmountCents": w.gig.bid["amountCents"],
     }
@@ -120,7 +112,7 @@ MATRIX: dict[str, tuple[str, Call, tuple[int, ...]]] = {
     "review the project": (
         "completed",
         lambda c, w, h: c.post(
-            "/api/reviews", json={"projectId": w.gig.project_id, "rating": 4}, headers=h
+            "/api/reviews", json={"projectId": str(w.gig.project_id), "rating": 4}, headers=h
         ),
         (201, 404, 201, 403, 404, 403, 401),
     ),
@@ -158,7 +150,7 @@ async def test_authorization_matrix(
         "worker": gig.worker,
         "rival": gig.rival,
         "other_worker": await register(client, role="worker"),
-        "admin": await admin_account(app, client),
+        "admin": await make_admin(app, client),
         "anonymous": None,
     }
     response = await call(client, World(gig, people), auth(people[actor]))

@@ -9,9 +9,12 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import stripe
+from fastapi import FastAPI
 
-from api.errors import ServiceUnavailable
+from bridges.stripe import Refund, StripeFailure
 from tests.api.conftest import Account, error_fields, outbox_events, register
+from tests.api.payments_support import funded_gig, move, refunds_at_stripe
 from tests.api.project_factories import (
     STATUSES,
     Gig,
@@ -190,94 +193,125 @@ async def test_cancelling_an_open_project_rejects_its_pending_bids(
 
 
 async def test_cancelling_an_unfunded_booking_needs_no_refund(
-    client: httpx.AsyncClient, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
-    calls = _record_refunds(monkeypatch)
     gig = await gig_in_status(client, db, "awarded")
     response = await put_status(client, gig.owner, gig.project_id, "cancelled")
     assert response.status_code == 200
-    assert calls == []
     hold = await db.fetchval(
         "SELECT status FROM escrow_holds WHERE project_id = $1", uuid.UUID(gig.project_id)
     )
     assert hold == "unfunded"
-
-
-async def test_cancelling_funded_work_refunds_in_the_same_transaction(
-    client: httpx.AsyncClient, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls = _record_refunds(monkeypatch)
-    gig = await gig_in_status(client, db, "in_progress")
-    response = await put_status(client, gig.owner, gig.project_id, "cancelled")
-    assert response.status_code == 200, response.text
-    # Called once, inside the cancelling transaction: it saw the project (locked) still in its
-    # old status and the hold it was to refund.
-    assert calls == [
-        {
-            "project_id": uuid.UUID(gig.project_id),
-            "actor_id": gig.owner.id,
-            "seen": ("in_progress", "funded"),
-        }
-    ]
-    assert response.json()["data"]["status"] == "cancelled"
-    events = await outbox_events(db, event_type="project.status_changed", key=gig.project_id)
-    assert events[-1]["data"]["to_status"] == "cancelled"
-    assert events[-1]["data"]["worker_id"] == str(gig.worker.id)
-
-
-async def test_a_failed_refund_leaves_the_project_uncancelled(
-    client: httpx.AsyncClient, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async def failing_refund(conn: asyncpg.Connection, *, project_id: uuid.UUID, **_: Any) -> None:
-        # Rolled back with the cancellation.
-        await conn.execute(
-            "UPDATE escrow_holds SET status = 'refunded' WHERE project_id = $1", project_id
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM refunds r JOIN escrow_holds e ON e.id = r.escrow_id "
+            "WHERE e.project_id = $1",
+            uuid.UUID(gig.project_id),
         )
-        raise ServiceUnavailable("Stripe is down")
-
-    monkeypatch.setattr("api.escrow.service.refund_for_cancellation", failing_refund)
-    gig = await gig_in_status(client, db, "in_progress")
-    before = await row_counts(db)
-    response = await put_status(client, gig.owner, gig.project_id, "cancelled")
-    assert response.status_code == 503
-    assert await project_status(db, gig.project_id) == "in_progress"
-    hold = await db.fetchval(
-        "SELECT status FROM escrow_holds WHERE project_id = $1", uuid.UUID(gig.project_id)
+        == 0
     )
+
+
+async def test_cancelling_funded_work_refunds_it_with_the_cancellation(
+    client: httpx.AsyncClient,
+    stripe_api: stripe.StripeClient,
+    webhook_secret: str,
+    db: asyncpg.Connection,
+) -> None:
+    gig = await funded_gig(client, stripe_api, secret=webhook_secret)
+    await move(client, gig, gig.worker, "in_progress")
+    response = await put_status(client, gig.client, str(gig.project_id), "cancelled")
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["status"] == "cancelled"
+    hold = await db.fetchrow(
+        "SELECT status, refunded_at FROM escrow_holds WHERE id = $1", gig.escrow_id
+    )
+    assert hold["status"] == "refunded" and hold["refunded_at"] is not None
+    refund = await db.fetchrow(
+        "SELECT amount_cents, reason, created_by FROM refunds WHERE escrow_id = $1", gig.escrow_id
+    )
+    assert tuple(refund) == (gig.amount_cents, "cancellation", gig.client.id)
+    events = await outbox_events(db, event_type="project.status_changed", key=str(gig.project_id))
+    assert (events[-1]["data"]["from_status"], events[-1]["data"]["to_status"]) == (
+        "in_progress",
+        "cancelled",
+    )
+    assert events[-1]["data"]["worker_id"] == str(gig.worker.id)
+    # The refund is written before the move, as one change: a reader never sees the project
+    # cancelled with its money still held.
+    order = await db.fetch(
+        """SELECT event_type FROM outbox
+            WHERE key = $1 AND event_type IN ('escrow.refunded', 'project.status_changed')
+            ORDER BY id""",
+        str(gig.project_id),
+    )
+    assert [r["event_type"] for r in order][-2:] == ["escrow.refunded", "project.status_changed"]
+
+
+async def test_a_refund_stripe_refuses_leaves_the_project_uncancelled(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    stripe_api: stripe.StripeClient,
+    webhook_secret: str,
+    db: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gig = await funded_gig(client, stripe_api, secret=webhook_secret)
+    await move(client, gig, gig.worker, "in_progress")
+
+    async def refused(**_: Any) -> Refund:
+        # What the gateway makes of a 4xx from Stripe (a charge disputed at the bank, say).
+        raise StripeFailure("Stripe could not refund", retryable=False, code="charge_disputed")
+
+    monkeypatch.setattr(app.state.stripe_gateway, "refund", refused)
+    intent_id = await db.fetchval(
+        "SELECT stripe_payment_intent_id FROM payments WHERE escrow_id = $1", gig.escrow_id
+    )
+    before = await row_counts(db)
+
+    response = await put_status(client, gig.client, str(gig.project_id), "cancelled")
+
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["code"] == "REFUND_REFUSED"
+    assert await project_status(db, str(gig.project_id)) == "in_progress"
+    hold = await db.fetchval("SELECT status FROM escrow_holds WHERE id = $1", gig.escrow_id)
     assert hold == "funded"
     assert await row_counts(db) == before
+    claim = await db.fetchrow(
+        "SELECT status, last_error FROM refund_claims WHERE escrow_id = $1", gig.escrow_id
+    )
+    assert (claim["status"], claim["last_error"]) == ("refused", "charge_disputed")
+
+    # Stripe takes the refund now: the same request cancels, with a refund made under a new key
+    # (Stripe would replay its refusal under the old one).
+    monkeypatch.undo()
+    again = await put_status(client, gig.client, str(gig.project_id), "cancelled")
+    assert again.status_code == 200, again.text
+    assert await project_status(db, str(gig.project_id)) == "cancelled"
+    assert await refunds_at_stripe(stripe_api, intent_id) == [gig.amount_cents]
+    key = await db.fetchval(
+        "SELECT idempotency_key FROM refund_claims WHERE escrow_id = $1", gig.escrow_id
+    )
+    assert key == f"refund-{gig.escrow_id}-2"
 
 
 async def test_concurrent_moves_serialise_on_the_project_lock(
-    client: httpx.AsyncClient, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient,
+    stripe_api: stripe.StripeClient,
+    webhook_secret: str,
+    db: asyncpg.Connection,
 ) -> None:
-    _record_refunds(monkeypatch)
-    gig = await gig_in_status(client, db, "in_progress")
+    gig = await funded_gig(client, stripe_api, secret=webhook_secret)
+    await move(client, gig, gig.worker, "in_progress")
     deliver, cancel = await asyncio.gather(
-        put_status(client, gig.worker, gig.project_id, "delivered"),
-        put_status(client, gig.owner, gig.project_id, "cancelled"),
+        put_status(client, gig.worker, str(gig.project_id), "delivered"),
+        put_status(client, gig.client, str(gig.project_id), "cancelled"),
     )
     codes = sorted([deliver.status_code, cancel.status_code])
-    final = await project_status(db, gig.project_id)
+    final = await project_status(db, str(gig.project_id))
+    hold = await db.fetchval("SELECT status FROM escrow_holds WHERE id = $1", gig.escrow_id)
     # Whichever ran first won; the other saw its result. Never both.
     if deliver.status_code == 200:
-        assert (codes, final) == ([200, 409], "delivered")
+        assert (codes, final, hold) == ([200, 409], "delivered", "funded")
     else:
-        assert (codes, final) == ([200, 409], "cancelled")
-
-
-def _record_refunds(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Replace the escrow domain's refund with a recorder of what it was called with."""
-    calls: list[dict[str, Any]] = []
-
-    async def refund(
-        conn: asyncpg.Connection, *, project_id: uuid.UUID, actor_id: uuid.UUID, **_: Any
-    ) -> None:
-        project = await conn.fetchval("SELECT status FROM projects WHERE id = $1", project_id)
-        hold = await conn.fetchval(
-            "SELECT status FROM escrow_holds WHERE project_id = $1", project_id
-        )
-        calls.append({"project_id": project_id, "actor_id": actor_id, "seen": (project, hold)})
-
-    monkeypatch.setattr("api.escrow.service.refund_for_cancellation", refund)
-    return calls
+        assert (codes, final, hold) == ([200, 409], "cancelled", "refunded")

@@ -10,13 +10,13 @@ import httpx
 import pytest
 
 from tests.api.conftest import Account, error_fields, outbox_events, register
-from tests.api.project_factories import gig_in_status, row_counts
+from tests.api.gigs import gig_in_status, row_counts
 
 
 async def _review(
-    client: httpx.AsyncClient, account: Account | None, project_id: str, **body: Any
+    client: httpx.AsyncClient, account: Account | None, project_id: uuid.UUID | str, **body: Any
 ) -> httpx.Response:
-    payload = {"projectId": project_id, "rating": 5, "comment": "Great work.", **body}
+    payload = {"projectId": str(project_id), "rating": 5, "comment": "Great work.", **body}
     return await client.post(
         "/api/reviews", json=payload, headers=account.headers if account else {}
     )
@@ -41,7 +41,7 @@ async def test_both_parties_review_each_other_after_completion(
     assert about_worker["actor_id"] == str(gig.owner.id)
     assert about_worker["data"] == {
         "review_id": review["id"],
-        "project_id": gig.project_id,
+        "project_id": str(gig.project_id),
         "reviewer_id": str(gig.owner.id),
         "reviewee_id": str(gig.worker.id),
         "reviewee_role": "worker",

@@ -15,8 +15,8 @@ import pytest
 import stripe
 
 from tests.api.conftest import PASSWORD, Account, bearer, error_fields, unique_email
-from tests.api.payments_support import confirm_card, send_webhook, stripe_event
-from tests.api.project_factories import row_counts
+from tests.api.gigs import row_counts
+from tests.api.stripe_support import confirm_card, send_webhook, stripe_event
 
 INTENT = "/api/payments/create-intent"
 

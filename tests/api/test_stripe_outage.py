@@ -25,7 +25,8 @@ from fastapi import FastAPI
 from infrastructure.processes import ManagedProcess, free_port, wait_for_port
 from infrastructure.settings import Settings
 from tests.api.conftest import api_of_its_own, client_from, unique_ip
-from tests.api.payments_support import LOCALSTRIPE, Gig, book_gig, stripe_client
+from tests.api.gigs import Gig, book_gig
+from tests.api.stripe_support import LOCALSTRIPE, stripe_client
 from tests.conftest import wait_until
 
 URL = "/api/payments/create-intent"

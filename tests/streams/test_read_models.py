@@ -27,8 +27,8 @@ from streams.packing import partition_of
 from streams.topics import dead_letter_topic, stream_topic
 from tables.client_data import CLIENT_DATA
 from tests.api.conftest import Account, api_of_its_own, client_from, unique_ip
-from tests.api.payments_support import Gig, book_gig, funded_gig, make_admin, move
-from tests.api.payments_support import stripe_client as stripe_client_for
+from tests.api.gigs import Gig, book_gig, funded_gig, make_admin, move
+from tests.api.stripe_support import stripe_client as stripe_client_for
 from tests.bridges.support import header, read_topics
 from tests.conftest import wait_until
 from tests.databases import fresh_database
