@@ -52,6 +52,8 @@ async def open_dispute(
         if project is None:
             raise NotFound("project not found")
         if user.id not in (project["client_id"], project["worker_id"]):
+            if user.role != "admin":
+                raise NotFound("project not found")  # as for no such project: see get_dispute
             raise Forbidden("only the project's client and worker may open a dispute")
         if project["status"] == "disputed":
             raise Conflict("a dispute is already open on this project", code="DISPUTE_OPEN")
@@ -108,7 +110,8 @@ async def get_dispute(
     if record is None:
         raise NotFound("dispute not found")
     if not sees_the_deal(record, user):
-        raise Forbidden("only the project's client and worker, and admins, may see a dispute")
+        # The same answer as for no such dispute: an outsider must not learn which ids exist.
+        raise NotFound("dispute not found")
     return dispute_out(record)
 
 

@@ -67,6 +67,8 @@ async def release_escrow(
         escrow = await repository.lock_escrow(conn, escrow_id=escrow_id)
         assert project is not None and escrow is not None  # foreign keys, and holds are kept
         if escrow["client_id"] != user.id:
+            if user.id != escrow["worker_id"] and user.role != "admin":
+                raise NotFound(ESCROW_NOT_FOUND)  # outsiders learn nothing of which ids exist
             raise Forbidden("only the booking's client may release its escrow")
         require_status(escrow, "funded", action="released")
         if project["status"] not in RELEASABLE_PROJECT_STATUSES:

@@ -136,6 +136,8 @@ async def create_intent(
     if booking is None:
         raise NotFound("booking not found")
     if booking["client_id"] != user.id:
+        if booking["worker_id"] != user.id and user.role != "admin":
+            raise NotFound("booking not found")  # outsiders learn nothing of which ids exist
         raise Forbidden("only the booking's client pays for it")
     if booking["escrow_id"] is None:
         raise Conflict("the booking has no escrow hold", code="NO_ESCROW")

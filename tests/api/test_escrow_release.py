@@ -194,9 +194,13 @@ async def test_only_the_client_may_release(
     stranger = await register(client, role="client")
     admin = await make_admin(app, client)
 
-    for account in (gig.worker, stranger, admin):
+    for account in (gig.worker, admin):  # they may see the hold, not release it
         response = await _release(client, gig.escrow_id, account.headers)
         assert response.status_code == 403, (account.role, response.text)
+    hidden = await _release(client, gig.escrow_id, stranger.headers)
+    unknown = await _release(client, uuid.uuid4(), stranger.headers)
+    assert hidden.status_code == unknown.status_code == 404, hidden.text
+    assert hidden.json()["error"] == unknown.json()["error"]
     assert (await client.post(f"/api/escrow/{gig.escrow_id}/release")).status_code == 401
     assert await _state(db, gig.escrow_id) == ("funded", "delivered", 0)
 

@@ -109,11 +109,19 @@ async def test_only_the_bookings_client_may_pay_for_it(
 ) -> None:
     gig = await book_gig(client)
     other_client = await register(client, role="client")
-    for account in (gig.worker, other_client):
-        response = await client.post(
-            URL, json={"bookingId": str(gig.booking_id)}, headers=account.headers
-        )
-        assert response.status_code == 403, response.text
+    as_worker = await client.post(
+        URL, json={"bookingId": str(gig.booking_id)}, headers=gig.worker.headers
+    )
+    assert as_worker.status_code == 403, as_worker.text
+    # Another client learns nothing of the booking: the answer for no such booking.
+    hidden = await client.post(
+        URL, json={"bookingId": str(gig.booking_id)}, headers=other_client.headers
+    )
+    unknown = await client.post(
+        URL, json={"bookingId": str(uuid.uuid4())}, headers=other_client.headers
+    )
+    assert hidden.status_code == unknown.status_code == 404, hidden.text
+    assert hidden.json()["error"] == unknown.json()["error"]
     unauthenticated = await client.post(URL, json={"bookingId": str(gig.booking_id)})
     assert unauthenticated.status_code == 401
     assert (
