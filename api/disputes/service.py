@@ -32,6 +32,7 @@ from api.escrow.service import require_status
 from api.money import platform_fee
 from api.pagination import Cursor, split_page
 from api.projects.access import sees_the_deal
+from api.projects.lifecycle import Party
 from bridges.outbox import append_event
 from bridges.stripe import StripeGateway
 from infrastructure.database import unit_of_work
@@ -81,8 +82,18 @@ async def open_dispute(
             evidence=[item.model_dump(mode="json") for item in body.evidence],
             previous_project_status=project["status"],
         )
-        await escrow_repository.set_escrow_status(conn, escrow_id=escrow["id"], status="frozen")
-        await settlement.move_project(conn, project=project, to_status="disputed", actor_id=user.id)
+        party: Party = "client" if user.id == project["client_id"] else "worker"
+        await escrow_repository.move_hold(
+            conn, escrow_id=escrow["id"], source="funded", target="frozen", actor=party
+        )
+        await settlement.move_project(
+            conn,
+            project=project,
+            to_status="disputed",
+            actor=party,
+            how="open_dispute",
+            actor_id=user.id,
+        )
         opened = DisputeOpened(
             dispute_id=dispute_id,
             project_id=project["id"],
@@ -293,12 +304,23 @@ async def _settle(
             dispute_id=dispute_id,
             actor_id=admin_id,
         )
-    await escrow_repository.set_escrow_status(
-        conn, escrow_id=escrow["id"], status=_ESCROW_AFTER[resolution]
+    # Settled at once (no refund), the hold is frozen and this is the admin's move; after a
+    # refund it is 'refunding', and what Stripe refunded is the system's to record.
+    await escrow_repository.move_hold(
+        conn,
+        escrow_id=escrow["id"],
+        source=escrow["status"],
+        target=_ESCROW_AFTER[resolution],
+        actor="admin" if refund_id is None else "system",
     )
     project_status = _PROJECT_AFTER[resolution]
     await settlement.move_project(
-        conn, project=project, to_status=project_status, actor_id=admin_id
+        conn,
+        project=project,
+        to_status=project_status,
+        actor="admin",
+        how="resolve_dispute",
+        actor_id=admin_id,
     )
     await repository.resolve_dispute(
         conn,

@@ -33,6 +33,7 @@ from api.errors import Conflict, TulifoError
 from api.escrow import repository
 from api.payments import repository as payments_repository
 from api.payments.provider import provider_error
+from api.projects.lifecycle import Actor
 from bridges.stripe import Refund, StripeFailure, StripeGateway
 from infrastructure.database import unit_of_work
 from streams.escrow import RefundReason
@@ -44,6 +45,13 @@ _REASON: Final[dict[str, RefundReason]] = {
     "dispute": "dispute",
     "cancel_project": "cancellation",
     "cancelled_payment": "cancellation",
+}
+# Whose decision pins the refund (api/escrow/lifecycle.py): the client cancelling, an admin's
+# resolution, or the platform giving back a payment that landed on a cancelled project.
+_CLAIMED_BY: Final[dict[Purpose, Actor]] = {
+    "dispute": "admin",
+    "cancel_project": "client",
+    "cancelled_payment": "system",
 }
 
 # Records the end states and events of a recorded refund: (conn, claim, project, hold, refund id),
@@ -115,7 +123,13 @@ async def claim_refund(
     # Callers claim only a funded or frozen hold, under its lock: a pending claim would have
     # left it 'refunding', a recorded one 'refunded' or 'split'.
     assert claimed, f"escrow {escrow['id']} already has a refund claim in place"
-    await repository.set_escrow_status(conn, escrow_id=escrow["id"], status="refunding")
+    await repository.move_hold(
+        conn,
+        escrow_id=escrow["id"],
+        source=escrow["status"],
+        target="refunding",
+        actor=_CLAIMED_BY[purpose],
+    )
 
 
 async def pending_claim(conn: asyncpg.Connection, *, escrow_id: uuid.UUID) -> asyncpg.Record | None:
@@ -202,8 +216,12 @@ async def _failed(pool: asyncpg.Pool, claim: asyncpg.Record, exc: StripeFailure)
         )
         if refused and escrow is not None and escrow["status"] == "refunding":
             # Nothing was refunded: the hold is as it was before the decision, for another one.
-            await repository.set_escrow_status(
-                conn, escrow_id=claim["escrow_id"], status=claim["previous_status"]
+            await repository.move_hold(
+                conn,
+                escrow_id=claim["escrow_id"],
+                source="refunding",
+                target=claim["previous_status"],
+                actor="system",
             )
             log.error("Stripe refused the refund of escrow %s: %s", claim["escrow_id"], error)
 

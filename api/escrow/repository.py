@@ -1,4 +1,4 @@
-"""Every SQL statement of the escrow domain: holds, the project moves money makes, payouts, refunds.
+"""Every SQL statement of the escrow domain: holds, payouts, refunds.
 
 Locks are always taken in one order, project → escrow hold → payment, by every writer (the
 webhook, release, disputes, the project-cancel refund), so two of them never deadlock.
@@ -7,19 +7,13 @@ webhook, release, disputes, the project-cancel refund), so two of them never dea
 from __future__ import annotations
 
 import uuid
-from typing import Final
+from collections.abc import Collection
 
 import asyncpg
 
-# Timestamp column each terminal status stamps.
-_STATUS_STAMPS: Final[dict[str, tuple[str, ...]]] = {
-    "funded": ("funded_at",),
-    "frozen": (),
-    "refunding": (),
-    "released": ("released_at",),
-    "refunded": ("refunded_at",),
-    "split": ("released_at", "refunded_at"),
-}
+from api.escrow import lifecycle
+from api.moves import conditional_move
+from api.projects.lifecycle import Actor
 
 
 async def project_of_escrow(conn: asyncpg.Connection, *, escrow_id: uuid.UUID) -> uuid.UUID | None:
@@ -119,21 +113,29 @@ async def refunds_of_escrow(
     return rows
 
 
-async def set_escrow_status(conn: asyncpg.Connection, *, escrow_id: uuid.UUID, status: str) -> None:
-    stamps = "".join(f", {column} = now()" for column in _STATUS_STAMPS[status])
-    await conn.execute(
-        f"UPDATE escrow_holds SET status = $2, updated_at = now(){stamps} WHERE id = $1",
-        escrow_id,
-        status,
-    )
-
-
-async def set_project_status(
-    conn: asyncpg.Connection, *, project_id: uuid.UUID, status: str
+async def move_hold(
+    conn: asyncpg.Connection,
+    *,
+    escrow_id: uuid.UUID,
+    source: str | Collection[str],
+    target: str,
+    actor: Actor,
 ) -> None:
-    await conn.execute(
-        "UPDATE projects SET status = $2, updated_at = now() WHERE id = $1", project_id, status
+    """The one writer of escrow_holds.status: move the hold from `source` (one status or any of
+    several) to `target`, stamping the time the target records.
+
+    The edge must be in api/escrow/lifecycle.py (a move not there is a bug: IllegalMove). The
+    UPDATE is conditional on the status the caller decided from: a hold moved meanwhile is a
+    409 ESCROW_STATUS_CHANGED, never overwritten.
+    """
+    sources = [source] if isinstance(source, str) else sorted(set(source))
+    lifecycle.require_edge(sources, target, actor=actor)
+    stamps = "".join(f", {column} = now()" for column in lifecycle.STAMPS[target])
+    current = await conditional_move(
+        conn, table="escrow_holds", row_id=escrow_id, sources=sources, target=target, sets=stamps
     )
+    if current is not None:
+        raise lifecycle.stale(escrow_id, sources, target, current)
 
 
 async def insert_payout(

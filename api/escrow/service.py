@@ -86,10 +86,17 @@ async def release_escrow(
             dispute_id=None,
             actor_id=user.id,
         )
-        await repository.set_escrow_status(conn, escrow_id=escrow_id, status="released")
+        await repository.move_hold(
+            conn, escrow_id=escrow_id, source="funded", target="released", actor="client"
+        )
         if project["status"] == "delivered":
             await settlement.move_project(
-                conn, project=project, to_status="completed", actor_id=user.id
+                conn,
+                project=project,
+                to_status="completed",
+                actor="client",
+                how="release_escrow",
+                actor_id=user.id,
             )
         view = await repository.fetch_escrow_view(conn, escrow_id=escrow_id)
         assert view is not None
@@ -189,7 +196,9 @@ async def finish_cancelled_payment_refund(
         dispute_id=None,
         actor_id=claim["actor_id"],
     )
-    await repository.set_escrow_status(conn, escrow_id=escrow["id"], status="refunded")
+    await repository.move_hold(
+        conn, escrow_id=escrow["id"], source="refunding", target="refunded", actor="system"
+    )
 
 
 def require_status(escrow: asyncpg.Record, expected: str, *, action: str) -> None:

@@ -1,7 +1,7 @@
 """The money movements of a hold, shared by release, disputes, the project-cancel refund and the
 Stripe webhook. Each runs in the caller's transaction, under the caller's locks on the project
-and the hold, and appends its event; the caller sets the hold's new status. Nothing here calls
-Stripe: a refund is made with nothing held (api/escrow/refunds.py) and recorded here after."""
+and the hold, and appends its event; the caller moves the hold (repository.move_hold). Nothing here
+calls Stripe: a refund is made with nothing held (api/escrow/refunds.py) and recorded here after."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from typing import Any
 import asyncpg
 
 from api.escrow import repository
+from api.projects import repository as projects
+from api.projects.lifecycle import Actor, How
 from bridges.outbox import append_event
 from streams.escrow import EscrowRefunded, EscrowReleased, RefundReason
 from streams.events import new_event
@@ -93,11 +95,21 @@ async def move_project(
     *,
     project: asyncpg.Record | dict[str, Any],
     to_status: str,
+    actor: Actor,
+    how: How,
     actor_id: uuid.UUID,
 ) -> None:
-    """Set a locked project's status and say so on `project.status_changed`, so the project
-    read models follow the moves money makes (release, dispute, resolution)."""
-    await repository.set_project_status(conn, project_id=project["id"], status=to_status)
+    """Move a locked project on from the status it was read in, and say so on
+    `project.status_changed`, so the project read models follow the moves money makes (release,
+    dispute, resolution). The move must be in api/projects/lifecycle.py."""
+    await projects.move_status(
+        conn,
+        project_id=project["id"],
+        source=project["status"],
+        target=to_status,
+        actor=actor,
+        how=how,
+    )
     changed = ProjectStatusChanged(
         project_id=project["id"],
         client_id=project["client_id"],

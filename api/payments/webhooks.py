@@ -149,7 +149,9 @@ async def _intent_succeeded(
         return Effect("rejected", problem, payment["id"])
 
     await repository.mark_succeeded(conn, payment_id=payment["id"], charge_id=_charge_id(intent))
-    await escrow_repository.set_escrow_status(conn, escrow_id=escrow["id"], status="funded")
+    await escrow_repository.move_hold(
+        conn, escrow_id=escrow["id"], source="unfunded", target="funded", actor="system"
+    )
     amounts = {
         "amount_cents": payment["amount_cents"],
         "fee_cents": payment["fee_cents"],
@@ -315,7 +317,9 @@ async def _charge_refunded(
 
     note = f"recorded {new_cents} cents refunded outside the API"
     if recorded >= payment["amount_cents"] and escrow["status"] == "funded":
-        await escrow_repository.set_escrow_status(conn, escrow_id=escrow["id"], status="refunded")
+        await escrow_repository.move_hold(
+            conn, escrow_id=escrow["id"], source="funded", target="refunded", actor="system"
+        )
         await settlement.append_refunded(
             conn,
             escrow=escrow,

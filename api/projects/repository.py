@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import asyncpg
 
+from api.moves import conditional_move
 from api.pagination import Cursor
+from api.projects import lifecycle
 
 Lock = Literal["update", "share"] | None
 
@@ -22,7 +25,10 @@ SELECT p.id, p.client_id, p.title, p.description, p.budget_cents, p.currency,
   LEFT JOIN bookings bk ON bk.project_id = p.id
 """
 
-# Columns PATCH may set; the only names ever interpolated into SQL below.
+# Columns a status move sets with the status (awarding names the worker and the bid).
+_MOVE_COLUMNS: Final = frozenset({"worker_id", "accepted_bid_id"})
+
+# Columns PATCH may set; with _MOVE_COLUMNS, the only names ever interpolated into SQL below.
 EDITABLE_COLUMNS = frozenset(
     {"title", "description", "budget_cents", "currency", "required_skills", "deadline"}
 )
@@ -167,21 +173,55 @@ async def update_columns(
     )
 
 
-async def set_status(conn: asyncpg.Connection, *, project_id: uuid.UUID, status: str) -> None:
-    await conn.execute(
-        "UPDATE projects SET status = $2, updated_at = now() WHERE id = $1", project_id, status
+async def move_status(
+    conn: asyncpg.Connection,
+    *,
+    project_id: uuid.UUID,
+    source: str | Collection[str],
+    target: str,
+    actor: lifecycle.Actor,
+    how: lifecycle.How,
+    also: Mapping[str, Any] | None = None,
+) -> None:
+    """The one writer of projects.status: move the project from `source` (one status or any of
+    several) to `target`, setting the `also` columns with it.
+
+    The edge must be in api/projects/lifecycle.py: a move not there is a bug (IllegalMove),
+    since users' illegal moves are refused before anything is written. The UPDATE is
+    conditional on the status the caller decided from, so a concurrent move that committed
+    first makes this one a 409 PROJECT_STATUS_CHANGED instead of overwriting it.
+    """
+    sources = [source] if isinstance(source, str) else sorted(set(source))
+    lifecycle.require_edge(sources, target, actor=actor, how=how)
+    extra = dict(also or {})
+    unknown = set(extra) - _MOVE_COLUMNS
+    if unknown:
+        raise ValueError(f"a move does not set projects columns {sorted(unknown)}")
+    columns = sorted(extra)
+    assignments = "".join(f", {column} = ${i}" for i, column in enumerate(columns, start=4))
+    current = await conditional_move(
+        conn,
+        table="projects",
+        row_id=project_id,
+        sources=sources,
+        target=target,
+        sets=assignments,
+        args=[extra[column] for column in columns],
     )
+    if current is not None:
+        raise lifecycle.stale(project_id, sources, target, current)
 
 
 async def award(
     conn: asyncpg.Connection, *, project_id: uuid.UUID, worker_id: uuid.UUID, bid_id: uuid.UUID
 ) -> None:
     """Mark an open project awarded to the worker of its accepted bid."""
-    await conn.execute(
-        """UPDATE projects
-              SET status = 'awarded', worker_id = $2, accepted_bid_id = $3, updated_at = now()
-            WHERE id = $1 AND status = 'open'""",
-        project_id,
-        worker_id,
-        bid_id,
+    await move_status(
+        conn,
+        project_id=project_id,
+        source="open",
+        target="awarded",
+        actor="client",
+        how="accept_bid",
+        also={"worker_id": worker_id, "accepted_bid_id": bid_id},
     )

@@ -203,7 +203,15 @@ async def change_status(
                     to_status=target,
                     rejected_bid_ids=rejected,
                 )
-            await repository.set_status(conn, project_id=project_id, status=target)
+            # check_move above allowed exactly this edge, for this party.
+            await repository.move_status(
+                conn,
+                project_id=project_id,
+                source=current,
+                target=target,
+                actor=party,
+                how="status",
+            )
             await append_event(conn, new_event(event, aggregate_id=project_id, actor_id=user.id))
         out = await _reread(conn, project_id)
     if refunding is not None:
@@ -251,7 +259,9 @@ async def finish_cancellation_refund(
         dispute_id=None,
         actor_id=claim["actor_id"],
     )
-    await escrow_repository.set_escrow_status(conn, escrow_id=escrow["id"], status="refunded")
+    await escrow_repository.move_hold(
+        conn, escrow_id=escrow["id"], source="refunding", target="refunded", actor="system"
+    )
     # The project kept its status while the refund was pinned: no move but this cancellation
     # was allowed meanwhile (a delivery is refused while its hold is refunding).
     event = ProjectStatusChanged(
@@ -262,7 +272,15 @@ async def finish_cancellation_refund(
         to_status="cancelled",
         rejected_bid_ids=rejected,
     )
-    await repository.set_status(conn, project_id=project["id"], status="cancelled")
+    # The client's cancellation, allowed by check_move when the refund was pinned.
+    await repository.move_status(
+        conn,
+        project_id=project["id"],
+        source=project["status"],
+        target="cancelled",
+        actor="client",
+        how="status",
+    )
     await append_event(
         conn, new_event(event, aggregate_id=project["id"], actor_id=claim["actor_id"])
     )
