@@ -144,14 +144,45 @@ EDITABLE_FIELDS: Final = (
 
 
 class ProjectUpdate(ApiModel):
-    """Merge semantics: fields left out keep their value; `deadline: null` removes it."""
+    """Merge semantics: fields left out keep their value; `deadline: null` removes it. The seed's
+    `budget` (a decimal in the currency's major unit) and `skills` are taken as on creation; a
+    `budget` sent without `currency` is in the project's own currency (converted by the
+    service, which knows it)."""
 
     title: Title | None = None
     description: Description | None = None
     budget_cents: AmountCents | None = None
+    budget: DecimalAmount | None = Field(default=None, exclude=True)
     currency: Currency | None = None
     required_skills: RequiredSkills | None = None
+    skills: RequiredSkills | None = Field(
+        default=None, exclude=True, description="The seed's name of requiredSkills."
+    )
     deadline: Deadline | None = None
+
+    @model_validator(mode="after")
+    def _seed_names(self) -> ProjectUpdate:
+        if self.skills is not None:
+            if self.required_skills is not None and self.skills != self.required_skills:
+                conflict = FieldProblem(
+                    "skills", "differs from requiredSkills; send one of the two", "conflict"
+                )
+                raise conflict.as_validation_error(type(self).__name__, self.skills)
+            self.required_skills = self.skills
+        return self
+
+    def budget_in(self, currency: str) -> int | None:
+        """The new budget in minor units of `currency` (the body's, else the project's), from
+        whichever form was sent; None when neither was. FieldProblem when it is no amount."""
+        if self.budget is None:
+            return self.budget_cents
+        return resolve_amount(
+            cents=self.budget_cents,
+            decimal=self.budget,
+            currency=self.currency or currency,
+            cents_field="budgetCents",
+            decimal_field="budget",
+        )
 
     @field_validator(
         "title", "description", "budget_cents", "currency", "required_skills", mode="before"

@@ -115,6 +115,11 @@ async def update_project(
                 code="PROJECT_NOT_OPEN",
                 details={"currentStatus": project["status"]},
             )
+        if body.budget is not None:
+            try:
+                sent["budget_cents"] = body.budget_in(project["currency"])
+            except FieldProblem as problem:
+                raise problem.as_invalid() from None
         changed = {column: value for column, value in sent.items() if project[column] != value}
         if "currency" in changed and await bids.count_live(conn, project_id=project_id):
             # Every bid is in the project's currency; switching under them would strand them.

@@ -333,6 +333,33 @@ async def test_the_client_edits_an_open_project_and_only_changes_are_emitted(
     assert len(await outbox_events(db, event_type="project.updated", key=project["id"])) == 1
 
 
+async def test_an_edit_takes_the_seeds_budget_and_skills_in_the_projects_currency(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    owner = await register(client, role="client")
+    project = await create_project(client, owner)
+    url = f"/api/projects/{project['id']}"
+    response = await client.patch(
+        url, json={"budget": "1250.50", "skills": ["Rust"]}, headers=owner.headers
+    )
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert (data["budgetCents"], data["requiredSkills"]) == (125_050, ["Rust"])
+
+    for body, field in (
+        ({"budget": 12.345}, "budget"),  # more decimals than USD has
+        ({"budget": "12.00", "budgetCents": 1_300}, "budget"),  # the two forms disagree
+        ({"skills": ["Go"], "requiredSkills": ["Rust"]}, "skills"),
+    ):
+        refused = await client.patch(url, json=body, headers=owner.headers)
+        assert refused.status_code == 422, (body, refused.text)
+        assert error_fields(refused) == [field], body
+    stored = await db.fetchval(
+        "SELECT budget_cents FROM projects WHERE id = $1", uuid.UUID(project["id"])
+    )
+    assert stored == 125_050
+
+
 async def test_edits_are_the_clients_alone_and_only_while_open(
     client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
