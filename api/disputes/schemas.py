@@ -37,7 +37,9 @@ def _seed_evidence(value: Any) -> Any:
 
 
 class OpenDisputeRequest(ApiModel):
-    project_id: uuid.UUID
+    # Optional as in the seed's `{reason, evidence}`: left out, it is the caller's one project
+    # with money held that may be disputed (api/projects/implied.py).
+    project_id: uuid.UUID | None = None
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=5000)]
     evidence: Annotated[
         list[EvidenceItem],

@@ -31,6 +31,7 @@ from api.escrow import repository as escrow_repository
 from api.escrow.service import require_status
 from api.money import platform_fee
 from api.pagination import Cursor, split_page
+from api.projects import implied
 from api.projects.access import sees_the_deal
 from api.projects.lifecycle import Party
 from bridges.outbox import append_event
@@ -49,7 +50,10 @@ async def open_dispute(
     *, pool: asyncpg.Pool, user: AuthenticatedUser, body: OpenDisputeRequest
 ) -> DisputeOut:
     async with unit_of_work(pool) as conn:
-        project = await escrow_repository.lock_project(conn, project_id=body.project_id)
+        project_id = body.project_id or await implied.project_to_dispute(
+            conn, user_id=user.id, statuses=DISPUTABLE_PROJECT_STATUSES
+        )
+        project = await escrow_repository.lock_project(conn, project_id=project_id)
         if project is None:
             raise NotFound("project not found")
         if user.id not in (project["client_id"], project["worker_id"]):

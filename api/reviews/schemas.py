@@ -15,7 +15,9 @@ from api.schemas import ApiModel
 class ReviewCreate(ApiModel):
     """Who is reviewed is derived from the project: never taken from the body."""
 
-    project_id: uuid.UUID
+    # Optional as in the seed's `{rating, comment}`: left out, it is the caller's one completed
+    # project not reviewed yet (api/projects/implied.py).
+    project_id: uuid.UUID | None = None
     rating: Annotated[int, Field(strict=True, ge=1, le=5)]
     comment: Annotated[str, bounded(2000)] = ""
 

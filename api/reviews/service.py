@@ -10,6 +10,7 @@ import asyncpg
 from api.auth.schemas import AuthenticatedUser
 from api.errors import Conflict, Forbidden, NotFound
 from api.pagination import Cursor, split_page
+from api.projects import implied
 from api.projects.access import load_visible_project, party_of
 from api.reviews import repository
 from api.reviews.schemas import ReviewCreate, ReviewOut, ReviewPage
@@ -24,10 +25,9 @@ async def create_review(
 ) -> ReviewOut:
     """The caller's review of the other party of a completed project; emits `review.created`."""
     async with unit_of_work(pool) as conn:
+        project_id = body.project_id or await implied.project_to_review(conn, user_id=user.id)
         # FOR SHARE: the project cannot leave `completed` (a dispute) while this commits.
-        project = await load_visible_project(
-            conn, project_id=body.project_id, viewer=user, lock="share"
-        )
+        project = await load_visible_project(conn, project_id=project_id, viewer=user, lock="share")
         party = party_of(project, user)
         if party is None:
             raise Forbidden("only the project's client and its worker may review it")
@@ -48,7 +48,7 @@ async def create_review(
             record = await repository.insert_review(
                 conn,
                 review_id=review_id,
-                project_id=body.project_id,
+                project_id=project_id,
                 reviewer_id=user.id,
                 reviewee_id=reviewee_id,
                 rating=body.rating,
@@ -60,7 +60,7 @@ async def create_review(
             ) from exc
         event = ReviewCreated(
             review_id=review_id,
-            project_id=body.project_id,
+            project_id=project_id,
             reviewer_id=user.id,
             reviewee_id=reviewee_id,
             reviewee_role=reviewee_role,

@@ -12,7 +12,7 @@ import stripe
 from fastapi import FastAPI
 
 from tests.api.conftest import Account, error_fields, outbox_events, register
-from tests.api.gigs import Gig, book_gig, funded_gig, make_admin
+from tests.api.gigs import Gig, book_gig, funded_gig, make_admin, pay
 from tests.api.stripe_support import refunds_at_stripe
 
 REASON = "The delivered work does not match the brief."
@@ -360,3 +360,26 @@ async def test_a_dispute_is_resolved_once(
     assert again.json()["error"]["code"] == "DISPUTE_RESOLVED"
     unknown = await _resolve(client, str(uuid.uuid4()), admin, resolution="refund")
     assert unknown.status_code == 404
+
+
+async def test_a_dispute_that_names_no_project_must_mean_exactly_one(
+    client: httpx.AsyncClient, stripe_api: stripe.StripeClient, webhook_secret: str
+) -> None:
+    """The seed's `{reason, evidence}` names no project: it is the caller's one gig with money
+    held, and with none or two of them, projectId is required rather than guessed."""
+    first = await funded_gig(client, stripe_api, secret=webhook_secret)
+    second = await book_gig(client, owner=first.client)
+    await pay(client, stripe_api, second, secret=webhook_secret)
+    body = {"reason": REASON}
+    for account, why in (
+        (first.client, "several projects"),
+        (await register(client, role="client"), "no project"),
+    ):
+        response = await client.post("/api/disputes", json=body, headers=account.headers)
+        assert response.status_code == 422, response.text
+        assert error_fields(response) == ["projectId"]
+        assert why in response.json()["error"]["message"]
+    # The worker of the first gig has just that one: it is the one meant.
+    meant = await client.post("/api/disputes", json=body, headers=first.worker.headers)
+    assert meant.status_code == 201, meant.text
+    assert meant.json()["data"]["projectId"] == str(first.project_id)

@@ -149,8 +149,14 @@ async def test_a_seed_client_plays_a_whole_gig_unchanged(
     released = await client.post(f"/api/escrow/{escrow_id}/release", headers=owner.headers)
     assert released.status_code == 200, released.text
     for reviewer in (owner, worker):
-        review = {"projectId": gig["project"]["id"], "rating": 5, "comment": "Smooth."}
-        data(await post(client, "/api/reviews", json.dumps(review), reviewer))
+        # The seed's exact body: the project is the reviewer's one completed, unreviewed gig.
+        review = {"rating": 5, "comment": "Smooth."}
+        made = data(await post(client, "/api/reviews", json.dumps(review), reviewer))
+        assert made["projectId"] == gig["project"]["id"]
+    # Nothing left to review: a body without the project has nothing to mean.
+    again = await post(client, "/api/reviews", json.dumps(review), owner)
+    assert again.status_code == 422, again.text
+    assert [d["field"] for d in again.json()["error"]["details"]] == ["projectId"]
     held = await db.fetchrow(
         "SELECT status, amount_cents FROM escrow_holds WHERE id = $1", uuid.UUID(escrow_id)
     )
@@ -339,10 +345,11 @@ async def test_a_dispute_takes_the_seed_reason_and_evidence_strings(
     await send_webhook(
         client, stripe_event("payment_intent.succeeded", paid), secret=webhook_secret
     )
+    # The seed's exact body: the project is the client's one gig with money held.
     body = {
-        "projectId": gig["project"]["id"],
         "reason": "The work was never delivered.",
         "evidence": ["Chat log of 3 May", "https://example.com/screenshot.png"],
     }
     dispute = data(await post(client, "/api/disputes", json.dumps(body), owner))
+    assert dispute["projectId"] == gig["project"]["id"]
     assert [item["description"] for item in dispute["evidence"]] == body["evidence"]
