@@ -121,7 +121,7 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 @pytest.fixture(scope="session")
 def localstripe_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A localstripe server on a free port for the run (DESIGN.md §5, §7)."""
-    from tests.api.payments_support import start_localstripe
+    from tests.api.stripe_support import start_localstripe
 
     with start_localstripe(tmp_path_factory.mktemp("localstripe")) as url:
         yield url
@@ -130,7 +130,7 @@ def localstripe_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 async def stripe_api(localstripe_url: str) -> AsyncIterator[Any]:
     """The stripe library on localstripe, playing the browser (Stripe.js) and the dashboard."""
-    from tests.api.payments_support import stripe_client
+    from tests.api.stripe_support import stripe_client
 
     async with stripe_client(localstripe_url) as client:
         yield client

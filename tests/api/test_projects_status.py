@@ -14,18 +14,20 @@ from fastapi import FastAPI
 
 from bridges.stripe import Refund, StripeFailure
 from tests.api.conftest import Account, error_fields, outbox_events, register
-from tests.api.payments_support import funded_gig, move, refunds_at_stripe
-from tests.api.project_factories import (
+from tests.api.gigs import (
     STATUSES,
     Gig,
     booked_gig,
     fund_escrow,
+    funded_gig,
     gig_in_status,
+    move,
     open_gig,
     project_status,
     put_status,
     row_counts,
 )
+from tests.api.stripe_support import refunds_at_stripe
 
 # Every move this endpoint makes, and who makes it. Written out here, not read from
 # api/projects/lifecycle.py, so a change to the rules has to change this test too.
@@ -52,9 +54,7 @@ async def test_every_move_a_party_may_not_make_is_refused_and_changes_nothing(
     gig = await gig_in_status(client, db, current)
     actor = _actor(gig, party)
     # Until a bid is accepted the worker is only a bidder, not a party: every move is a 403.
-    worker_id = await db.fetchval(
-        "SELECT worker_id FROM projects WHERE id = $1", uuid.UUID(gig.project_id)
-    )
+    worker_id = await db.fetchval("SELECT worker_id FROM projects WHERE id = $1", gig.project_id)
     outsider = party == "worker" and worker_id != gig.worker.id
     before = await row_counts(db)
     for target in STATUSES:
@@ -103,7 +103,7 @@ async def test_the_whole_happy_path_emits_one_event_per_move(
     assert len(deliveries) == 2
     assert gig.booking is not None
     assert deliveries[0]["data"] == {
-        "project_id": gig.project_id,
+        "project_id": str(gig.project_id),
         "client_id": str(gig.owner.id),
         "worker_id": str(gig.worker.id),
         "booking_id": gig.booking["id"],
@@ -127,7 +127,7 @@ async def test_work_starts_only_once_booked_and_funded(
     booked = await client.post(
         "/api/bookings",
         json={
-            "projectId": gig.project_id,
+            "projectId": str(gig.project_id),
             "workerId": str(gig.worker.id),
             "agreedAmountCents": gig.bid["amountCents"],
         },
@@ -177,13 +177,11 @@ async def test_cancelling_an_open_project_rejects_its_pending_bids(
     gig = await open_gig(client)
     response = await put_status(client, gig.owner, gig.project_id, "cancelled")
     assert response.status_code == 200
-    statuses = await db.fetch(
-        "SELECT status FROM bids WHERE project_id = $1", uuid.UUID(gig.project_id)
-    )
+    statuses = await db.fetch("SELECT status FROM bids WHERE project_id = $1", gig.project_id)
     assert {row["status"] for row in statuses} == {"rejected"}
     (event,) = await outbox_events(db, event_type="project.status_changed", key=gig.project_id)
     assert event["data"] == {
-        "project_id": gig.project_id,
+        "project_id": str(gig.project_id),
         "client_id": str(gig.owner.id),
         "worker_id": None,
         "from_status": "open",
@@ -199,14 +197,14 @@ async def test_cancelling_an_unfunded_booking_needs_no_refund(
     response = await put_status(client, gig.owner, gig.project_id, "cancelled")
     assert response.status_code == 200
     hold = await db.fetchval(
-        "SELECT status FROM escrow_holds WHERE project_id = $1", uuid.UUID(gig.project_id)
+        "SELECT status FROM escrow_holds WHERE project_id = $1", gig.project_id
     )
     assert hold == "unfunded"
     assert (
         await db.fetchval(
             "SELECT count(*) FROM refunds r JOIN escrow_holds e ON e.id = r.escrow_id "
             "WHERE e.project_id = $1",
-            uuid.UUID(gig.project_id),
+            gig.project_id,
         )
         == 0
     )
@@ -220,7 +218,7 @@ async def test_cancelling_funded_work_refunds_it_with_the_cancellation(
 ) -> None:
     gig = await funded_gig(client, stripe_api, secret=webhook_secret)
     await move(client, gig, gig.worker, "in_progress")
-    response = await put_status(client, gig.client, str(gig.project_id), "cancelled")
+    response = await put_status(client, gig.client, gig.project_id, "cancelled")
     assert response.status_code == 200, response.text
     assert response.json()["data"]["status"] == "cancelled"
     hold = await db.fetchrow(
@@ -231,7 +229,7 @@ async def test_cancelling_funded_work_refunds_it_with_the_cancellation(
         "SELECT amount_cents, reason, created_by FROM refunds WHERE escrow_id = $1", gig.escrow_id
     )
     assert tuple(refund) == (gig.amount_cents, "cancellation", gig.client.id)
-    events = await outbox_events(db, event_type="project.status_changed", key=str(gig.project_id))
+    events = await outbox_events(db, event_type="project.status_changed", key=gig.project_id)
     assert (events[-1]["data"]["from_status"], events[-1]["data"]["to_status"]) == (
         "in_progress",
         "cancelled",
@@ -269,11 +267,11 @@ async def test_a_refund_stripe_refuses_leaves_the_project_uncancelled(
     )
     before = await row_counts(db)
 
-    response = await put_status(client, gig.client, str(gig.project_id), "cancelled")
+    response = await put_status(client, gig.client, gig.project_id, "cancelled")
 
     assert response.status_code == 409, response.text
     assert response.json()["error"]["code"] == "REFUND_REFUSED"
-    assert await project_status(db, str(gig.project_id)) == "in_progress"
+    assert await project_status(db, gig.project_id) == "in_progress"
     hold = await db.fetchval("SELECT status FROM escrow_holds WHERE id = $1", gig.escrow_id)
     assert hold == "funded"
     assert await row_counts(db) == before
@@ -285,9 +283,9 @@ async def test_a_refund_stripe_refuses_leaves_the_project_uncancelled(
     # Stripe takes the refund now: the same request cancels, with a refund made under a new key
     # (Stripe would replay its refusal under the old one).
     monkeypatch.undo()
-    again = await put_status(client, gig.client, str(gig.project_id), "cancelled")
+    again = await put_status(client, gig.client, gig.project_id, "cancelled")
     assert again.status_code == 200, again.text
-    assert await project_status(db, str(gig.project_id)) == "cancelled"
+    assert await project_status(db, gig.project_id) == "cancelled"
     assert await refunds_at_stripe(stripe_api, intent_id) == [gig.amount_cents]
     key = await db.fetchval(
         "SELECT idempotency_key FROM refund_claims WHERE escrow_id = $1", gig.escrow_id
@@ -304,11 +302,11 @@ async def test_concurrent_moves_serialise_on_the_project_lock(
     gig = await funded_gig(client, stripe_api, secret=webhook_secret)
     await move(client, gig, gig.worker, "in_progress")
     deliver, cancel = await asyncio.gather(
-        put_status(client, gig.worker, str(gig.project_id), "delivered"),
-        put_status(client, gig.client, str(gig.project_id), "cancelled"),
+        put_status(client, gig.worker, gig.project_id, "delivered"),
+        put_status(client, gig.client, gig.project_id, "cancelled"),
     )
     codes = sorted([deliver.status_code, cancel.status_code])
-    final = await project_status(db, str(gig.project_id))
+    final = await project_status(db, gig.project_id)
     hold = await db.fetchval("SELECT status FROM escrow_holds WHERE id = $1", gig.escrow_id)
     # Whichever ran first won; the other saw its result. Never both.
     if deliver.status_code == 200:

@@ -26,14 +26,9 @@ from api.escrow.refunds import retry_pending_refunds
 from bridges.stripe import StripeGateway
 from infrastructure.settings import Settings
 from tests.api.conftest import api_of_its_own, client_from, outbox_events, unique_ip
-from tests.api.payments_support import (
-    Gig,
-    book_gig,
+from tests.api.gigs import Gig, book_gig, create_intent, funded_gig, make_admin, move
+from tests.api.stripe_support import (
     confirm_card,
-    create_intent,
-    funded_gig,
-    make_admin,
-    move,
     refunds_at_stripe,
     send_webhook,
     stripe_event,

@@ -4,7 +4,6 @@ the one writer of each status refusing to overwrite a row that moved meanwhile."
 from __future__ import annotations
 
 import itertools
-import uuid
 from typing import get_args
 
 import asyncpg
@@ -17,7 +16,7 @@ from api.escrow import repository as escrow_repository
 from api.projects import lifecycle as project_lifecycle
 from api.projects import repository as project_repository
 from api.projects.lifecycle import Actor, How, IllegalMove
-from tests.api.project_factories import gig_in_status
+from tests.api.gigs import gig_in_status
 
 ACTORS: tuple[Actor, ...] = get_args(Actor)
 ROUTES: tuple[How, ...] = get_args(How)
@@ -136,7 +135,7 @@ async def test_a_project_move_from_a_stale_status_is_a_409_and_changes_nothing(
     client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
     gig = await gig_in_status(client, db, "in_progress")
-    project_id = uuid.UUID(gig.project_id)
+    project_id = gig.project_id
     before = await db.fetchrow("SELECT status, updated_at FROM projects WHERE id = $1", project_id)
     # Decided from 'awarded' while another request already moved the project on.
     with pytest.raises(Conflict) as refused:
@@ -161,7 +160,7 @@ async def test_an_escrow_move_from_a_stale_status_is_a_409_and_changes_nothing(
     gig = await gig_in_status(client, db, "in_progress")
     hold = await db.fetchrow(
         "SELECT id, status, funded_at, updated_at FROM escrow_holds WHERE project_id = $1",
-        uuid.UUID(gig.project_id),
+        gig.project_id,
     )
     assert hold["status"] == "funded"
     # A second payment_intent.succeeded decided from the 'unfunded' it read before the first.
@@ -181,7 +180,7 @@ async def test_a_move_not_in_the_table_writes_nothing(
     client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
     gig = await gig_in_status(client, db, "delivered")
-    project_id = uuid.UUID(gig.project_id)
+    project_id = gig.project_id
     # delivered → cancelled is no one's move: the writer refuses it before any SQL runs.
     with pytest.raises(IllegalMove):
         await project_repository.move_status(

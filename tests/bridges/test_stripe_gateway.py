@@ -23,7 +23,7 @@ from bridges.stripe import (
 )
 from infrastructure.processes import free_port
 from infrastructure.settings import DEV_STRIPE_API_KEY, Settings
-from tests.api.payments_support import start_localstripe, stripe_client
+from tests.api.stripe_support import start_localstripe, stripe_client
 
 SECRET = "whsec_test_gateway"
 EVENT = {

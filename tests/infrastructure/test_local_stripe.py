@@ -20,7 +20,7 @@ from infrastructure.local import LocalServices, Mode
 from infrastructure.local.stripe import WEBHOOK_EVENTS
 from infrastructure.processes import free_port, port_open
 from infrastructure.settings import DEV_STRIPE_API_KEY, Settings
-from tests.api.payments_support import book_gig, create_intent
+from tests.api.gigs import book_gig, create_intent
 from tests.conftest import wait_until
 from tests.infrastructure.conftest import STARTUP_DEADLINE_S, StartTulifo, clean_env, gone
 from tests.mail import MailCapture
