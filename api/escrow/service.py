@@ -186,7 +186,9 @@ async def finish_cancelled_payment_refund(
     escrow: asyncpg.Record,
     refund_id: uuid.UUID,
 ) -> None:
-    """The hold of a project cancelled before its payment landed is refunded: that is all."""
+    """A cancellation's refund made: the hold is refunded, with its `escrow.refunded`. All there
+    is to do for a payment that landed after its project was cancelled; a cancellation that
+    waited for its refund (api/projects/service.py) cancels the project after it."""
     await settlement.append_refunded(
         conn,
         escrow=escrow,

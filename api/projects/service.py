@@ -251,22 +251,11 @@ async def finish_cancellation_refund(
     """The cancellation a refund was pinned for, once Stripe made the refund: the hold is
     refunded and the project cancelled, with the events a cancellation has always had."""
     # Imported here: escrow depends on projects, not the other way round.
-    from api.escrow import repository as escrow_repository
-    from api.escrow import settlement
+    from api.escrow.service import finish_cancelled_payment_refund
 
     rejected = await bids.reject_pending(conn, project_id=project["id"])
-    await settlement.append_refunded(
-        conn,
-        escrow=escrow,
-        refund_id=refund_id,
-        amount_cents=claim["amount_cents"],
-        reason="cancellation",
-        dispute_id=None,
-        actor_id=claim["actor_id"],
-    )
-    await escrow_repository.move_hold(
-        conn, escrow_id=escrow["id"], source="refunding", target="refunded", actor="system"
-    )
+    # The hold's side is the same as for a payment that landed after the cancellation.
+    await finish_cancelled_payment_refund(conn, claim, project, escrow, refund_id)
     # The project kept its status while the refund was pinned: no move but this cancellation
     # was allowed meanwhile (a delivery is refused while its hold is refunding).
     event = ProjectStatusChanged(

@@ -17,6 +17,7 @@ import httpx
 import stripe
 
 from infrastructure.processes import ManagedProcess, free_port, wait_for_port
+from infrastructure.settings import Settings
 
 LOCALSTRIPE = Path(sys.executable).parent / "localstripe"
 WEBHOOK = "/api/payments/webhook"
@@ -98,3 +99,27 @@ async def refunds_at_stripe(sc: stripe.StripeClient, intent_id: str) -> list[int
     """The amounts Stripe refunded on an intent, smallest first."""
     refunds = await sc.v1.refunds.list_async(params={"payment_intent": intent_id, "limit": 100})
     return sorted(r.amount for r in refunds.data)
+
+
+# Outage tests: Stripe's timeouts short enough to keep a test quick, and the Retry-After they
+# expect on the 503 of a Stripe that does not answer.
+OUTAGE_RETRY_AFTER = 3
+
+
+def outage_settings(settings: Settings, **update: Any) -> Settings:
+    """`settings` with short Stripe timeouts (one retry, a 1 s connect, a 3 s read)."""
+    return settings.model_copy(
+        update={
+            "stripe_connect_timeout_seconds": 1.0,
+            "stripe_read_timeout_seconds": 3.0,
+            "stripe_max_network_retries": 1,
+            "stripe_retry_after_seconds": OUTAGE_RETRY_AFTER,
+            **update,
+        }
+    )
+
+
+def connections_in_use(app: Any) -> int:
+    """Pooled connections the API holds now."""
+    pool = app.state.tulifo.pool
+    return int(pool.get_size() - pool.get_idle_size())

@@ -28,14 +28,17 @@ from infrastructure.settings import Settings
 from tests.api.conftest import api_of_its_own, client_from, outbox_events, unique_ip
 from tests.api.gigs import Gig, book_gig, create_intent, funded_gig, make_admin, move
 from tests.api.stripe_support import (
+    OUTAGE_RETRY_AFTER,
     confirm_card,
+    connections_in_use,
+    outage_settings,
     refunds_at_stripe,
     send_webhook,
     stripe_event,
 )
 from tests.conftest import wait_until
 
-RETRY_AFTER = 3
+RETRY_AFTER = OUTAGE_RETRY_AFTER
 
 
 @dataclass(frozen=True)
@@ -61,14 +64,7 @@ def silent_listener() -> Iterator[str]:
 @pytest.fixture
 async def api(settings: Settings, silent_listener: str) -> AsyncIterator[Api]:
     # Short timeouts keep the test quick; the checks below run while the refund still waits.
-    own = settings.model_copy(
-        update={
-            "stripe_connect_timeout_seconds": 1.0,
-            "stripe_read_timeout_seconds": 3.0,
-            "stripe_max_network_retries": 1,
-            "stripe_retry_after_seconds": RETRY_AFTER,
-        }
-    )
+    own = outage_settings(settings)
     hanging = StripeGateway.from_settings(
         own.model_copy(update={"stripe_api_base": silent_listener})
     )
@@ -80,8 +76,7 @@ async def api(settings: Settings, silent_listener: str) -> AsyncIterator[Api]:
 
 
 def _connections_in_use(api: Api) -> int:
-    pool: asyncpg.Pool = api.app.state.tulifo.pool
-    return int(pool.get_size() - pool.get_idle_size())
+    return connections_in_use(api.app)
 
 
 async def _claim(db: asyncpg.Connection, gig: Gig) -> asyncpg.Record | None:

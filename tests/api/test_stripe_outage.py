@@ -26,12 +26,17 @@ from infrastructure.processes import ManagedProcess, free_port, wait_for_port
 from infrastructure.settings import Settings
 from tests.api.conftest import api_of_its_own, client_from, unique_ip
 from tests.api.gigs import Gig, book_gig
-from tests.api.stripe_support import LOCALSTRIPE, stripe_client
+from tests.api.stripe_support import (
+    LOCALSTRIPE,
+    OUTAGE_RETRY_AFTER,
+    outage_settings,
+    stripe_client,
+)
 from tests.conftest import wait_until
 
 URL = "/api/payments/create-intent"
 CALLS = 24
-RETRY_AFTER = 3
+RETRY_AFTER = OUTAGE_RETRY_AFTER
 
 
 class OwnStripe:
@@ -96,15 +101,7 @@ def own_stripe(tmp_path: Path) -> Iterator[OwnStripe]:
 async def outage(settings: Settings, own_stripe: OwnStripe) -> AsyncIterator[Outage]:
     # Short timeouts keep the test quick; the hang below is still several times longer than
     # the bounded waits of the requests that must not wait on it.
-    own = settings.model_copy(
-        update={
-            "stripe_api_base": own_stripe.url,
-            "stripe_connect_timeout_seconds": 1.0,
-            "stripe_read_timeout_seconds": 3.0,
-            "stripe_max_network_retries": 1,
-            "stripe_retry_after_seconds": RETRY_AFTER,
-        }
-    )
+    own = outage_settings(settings, stripe_api_base=own_stripe.url)
     async with api_of_its_own(own) as api, client_from(api, ip=unique_ip()) as http:
         yield Outage(api, http, own_stripe, own)
 
