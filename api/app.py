@@ -17,6 +17,7 @@ from api.openapi import install_openapi
 from api.state import AppState
 from infrastructure.database import create_pool
 from infrastructure.mongo import create_mongo_client, mongo_database
+from infrastructure.search import create_search_client
 from infrastructure.settings import Settings, get_settings
 
 
@@ -29,10 +30,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redis = aioredis.from_url(settings.redis_url, decode_responses=True)
         mongo_client = create_mongo_client(settings)
         mongo = mongo_database(mongo_client, settings)
-        app.state.tulifo = AppState(settings=settings, pool=pool, redis=redis, mongo=mongo)
+        search = create_search_client(settings) if settings.elasticsearch_url is not None else None
+        app.state.tulifo = AppState(
+            settings=settings, pool=pool, redis=redis, mongo=mongo, search=search
+        )
         try:
             yield
         finally:
+            if search is not None:
+                await search.close()
             mongo_client.close()
             await redis.aclose()
             await pool.close()
@@ -74,10 +80,12 @@ def _domain_routers() -> list[APIRouter]:
     from api.bookings.router import router as bookings_router
     from api.disputes.router import router as disputes_router
     from api.escrow.router import router as escrow_router
+    from api.matching.router import router as matching_router
     from api.notifications.router import router as notifications_router
     from api.payments.router import router as payments_router
     from api.projects.router import router as projects_router
     from api.reviews.router import router as reviews_router
+    from api.search.router import router as search_router
     from api.users.router import router as users_router
 
     return [
@@ -92,4 +100,6 @@ def _domain_routers() -> list[APIRouter]:
         disputes_router,
         billing_router,
         reviews_router,
+        search_router,
+        matching_router,
     ]

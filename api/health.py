@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+from elasticsearch import AsyncElasticsearch
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -38,21 +39,45 @@ async def _kafka_reachable(bootstrap: str) -> None:
         raise ConnectionError(f"nothing answers at {bootstrap}")
 
 
+async def _elasticsearch_serving(search: AsyncElasticsearch) -> None:
+    # One attempt within the check's own deadline, not the client's 10 s and two retries.
+    health = await search.options(request_timeout=CHECK_TIMEOUT_S, max_retries=0).cluster.health()
+    # Yellow (replicas unassigned) is a single node's normal; red means some data cannot be read.
+    if health["status"] == "red":
+        raise ConnectionError("cluster health is red")
+
+
+async def _elasticsearch(search: AsyncElasticsearch | None) -> dict[str, Any]:
+    if search is None:
+        # Not configured (TULIFO_ELASTICSEARCH_URL unset): a choice, not an outage.
+        return {"status": "off"}
+    return await _timed(_elasticsearch_serving(search))
+
+
 @router.get("/health/ready")
 async def ready(state: StateDep) -> JSONResponse:
-    postgres, redis, kafka, mongodb = await asyncio.gather(
+    postgres, redis, kafka, mongodb, elasticsearch = await asyncio.gather(
         _timed(state.pool.fetchval("SELECT 1")),
         _timed(state.redis.ping()),
         _timed(_kafka_reachable(state.settings.kafka_bootstrap)),
         _timed(state.mongo.command("ping")),
+        _elasticsearch(state.search),
     )
-    # Kafka being down does not stop writes (they wait in the outbox), and MongoDB only serves
-    # notification reads: either one down degrades the API, it does not make it unready.
-    kafka["required"] = False
-    mongodb["required"] = False
-    checks = {"postgres": postgres, "redis": redis, "kafka": kafka, "mongodb": mongodb}
+    # Kafka being down does not stop writes (they wait in the outbox), MongoDB only serves
+    # notification reads and Elasticsearch only search: any of them down degrades the API, it
+    # does not make it unready.
+    for optional in (kafka, mongodb, elasticsearch):
+        optional["required"] = False
+    checks = {
+        "postgres": postgres,
+        "redis": redis,
+        "kafka": kafka,
+        "mongodb": mongodb,
+        "elasticsearch": elasticsearch,
+    }
     is_ready = postgres["status"] == "up" and redis["status"] == "up"
-    all_up = all(check["status"] == "up" for check in checks.values())
+    # "off" is a dependency this deployment does not use: nothing is missing.
+    all_up = all(check["status"] in ("up", "off") for check in checks.values())
     status = "ready" if is_ready and all_up else "degraded" if is_ready else "unready"
     return JSONResponse(
         {"success": is_ready, "data": {"status": status, "checks": checks}},

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import asyncpg
 import redis.asyncio as aioredis
+from elasticsearch import AsyncElasticsearch
 from fastapi import Depends, Request
 
 from infrastructure.mongo import MongoDatabase
@@ -19,6 +20,8 @@ class AppState:
     pool: asyncpg.Pool
     redis: aioredis.Redis
     mongo: MongoDatabase
+    # None when TULIFO_ELASTICSEARCH_URL is unset: search is off in this process.
+    search: AsyncElasticsearch | None
 
 
 def get_state(request: Request) -> AppState:

@@ -5,6 +5,7 @@
     tulifo api|worker|relay
     tulifo migrate
     tulifo replay         rebuild topics, tables and read models from the outbox
+    tulifo reindex        rebuild the search indices from PostgreSQL
     tulifo create-admin --email ... --name ...
 
 `dev` and `services` are in infrastructure/local/commands.py; this module holds the parser,
@@ -93,6 +94,8 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from bridges.replay import ReplayRefused, replay
 
     _logging(settings, "replay")
+    if args.reindex and settings.elasticsearch_url is None:
+        raise CommandError("--reindex needs TULIFO_ELASTICSEARCH_URL")
     target = settings.model_copy(
         update={
             "database_url": args.database_url or settings.database_url,
@@ -116,7 +119,26 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         f"{report.topic_prefix}.* (app id {report.app_id}); client_data rebuilt in MongoDB "
         f"database {report.mongo_database}"
     )
+    if args.reindex:
+        _rebuild_search(settings, "all")
     return 0
+
+
+def _reindex(args: argparse.Namespace, settings: Settings) -> int:
+    _logging(settings, "reindex")
+    _rebuild_search(settings, args.index)
+    return 0
+
+
+def _rebuild_search(settings: Settings, index: str) -> None:
+    from bridges.reindex import ReindexRefused, reindex
+    from tables.search import INDICES
+
+    aliases = tuple(INDICES) if index == "all" else (index,)
+    try:
+        asyncio.run(reindex(settings, aliases=aliases, progress=print))
+    except ReindexRefused as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -255,7 +277,32 @@ def build_parser() -> argparse.ArgumentParser:
         "MongoDB's, wherever no other target is given (stop live workers first)",
     )
     replay.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (600)")
+    replay.add_argument(
+        "--reindex",
+        action="store_true",
+        help="then rebuild the configured search indices, as `tulifo reindex` does. They are "
+        "read from the configured database's write side and ratings, not folded from the "
+        "topics, so a replay alone leaves them as they are; with --in-place this makes the "
+        "replay a rebuild of everything",
+    )
     replay.set_defaults(handler=_replay, stamp=stamp)
+
+    reindex = sub.add_parser(
+        "reindex",
+        help="rebuild the search indices from PostgreSQL",
+        description="Build a new Elasticsearch index for each chosen alias (under "
+        "TULIFO_SEARCH_INDEX_PREFIX) from the documents in TULIFO_DATABASE_URL, swap the alias "
+        "onto it atomically, catch up what changed meanwhile and delete the previous index "
+        "(bridges/reindex.py). Search keeps answering throughout; a missing alias is created. "
+        "Needs TULIFO_ELASTICSEARCH_URL.",
+    )
+    reindex.add_argument(
+        "--index",
+        choices=("workers", "projects", "all"),
+        default="all",
+        help="which index to rebuild (default: all)",
+    )
+    reindex.set_defaults(handler=_reindex)
 
     admin = sub.add_parser(
         "create-admin",

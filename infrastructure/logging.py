@@ -56,3 +56,5 @@ def configure_logging(*, service: str, level: str = "INFO", json_lines: bool = T
         logging.getLogger(name).propagate = True
     # Our middleware writes one access line per request with the request id; uvicorn's is a copy.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # The Elasticsearch client logs every request at INFO: one line per bulk of the indexer.
+    logging.getLogger("elastic_transport").setLevel(logging.WARNING)

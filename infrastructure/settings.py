@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     mongo_database: str = "tulifo"
     rabbitmq_url: str | None = "amqp://guest:guest@127.0.0.1:5672/"
     elasticsearch_url: str | None = None
+    # Put before the seed's index names (`workers`, `projects`): several deployments, or test
+    # runs, can share one cluster.
+    search_index_prefix: str = ""
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     smtp_username: str | None = None
@@ -105,6 +108,9 @@ class Settings(BaseSettings):
     # Which agents a worker runs (comma-separated names of streams/app.py AGENT_MODULES); empty
     # runs them all. `tulifo replay` runs only the read-model folds, so a rebuild sends no email.
     worker_agents: str = ""
+
+    # --- matching (agents/matching.py): how many workers each open project's ranking keeps
+    match_top_k: int = Field(default=50, ge=1, le=500)
 
     # --- outbox relay
     relay_batch_size: int = 500

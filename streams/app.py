@@ -24,7 +24,7 @@ import faust
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agents import client_data, escrow, notifications, ratings
+from agents import client_data, escrow, matching, notifications, ratings, search
 from agents.runtime import AgentDeps
 from infrastructure.settings import Settings
 
@@ -34,6 +34,8 @@ AGENT_MODULES: dict[str, Callable[[faust.App, AgentDeps], None]] = {
     "escrow": escrow.register,
     "ratings": ratings.register,
     "client_data": client_data.register,
+    "matching": matching.register,
+    "search": search.register,
 }
 # The agents that fold events into the PostgreSQL analytics read models: no outside effect, so a
 # replay may run them over the whole history (with `client_data`, which folds into MongoDB:

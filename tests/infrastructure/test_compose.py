@@ -89,6 +89,15 @@ def test_dependencies_exist_and_wait_for_health_or_completion(compose: dict[str,
         assert "healthcheck" in services[name], f"{name} has no healthcheck"
 
 
+@pytest.mark.parametrize("name", ["api", "worker"])
+def test_the_processes_that_search_or_index_wait_for_a_healthy_elasticsearch(
+    compose: dict[str, Any], name: str
+) -> None:
+    service = compose["services"][name]
+    assert urlsplit(app_env(compose, name)["TULIFO_ELASTICSEARCH_URL"]).port == 9200
+    assert service["depends_on"]["elasticsearch"] == {"condition": "service_healthy"}
+
+
 def test_secrets_are_required_from_the_environment_not_written_here(
     compose: dict[str, Any],
 ) -> None:

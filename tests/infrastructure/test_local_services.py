@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
 import smtplib
 import time
 from email.message import EmailMessage
 from pathlib import Path
 
 import asyncpg
+import httpx
 import psutil
 import pymongo
 import pytest
@@ -67,6 +70,14 @@ def query(url: str, sql: str) -> object:
     return asyncio.run(_query(url, sql))
 
 
+def elasticsearch_version(url: str) -> str:
+    """The version an Elasticsearch-API server at `url` says it is."""
+    response = httpx.get(url, trust_env=False, timeout=10)
+    response.raise_for_status()
+    number: str = response.json()["version"]["number"]
+    return number
+
+
 def wait_for(predicate: object, *, timeout: float = 20.0, what: str) -> None:
     end = time.monotonic() + timeout
     while not predicate():  # type: ignore[operator]
@@ -75,13 +86,14 @@ def wait_for(predicate: object, *, timeout: float = 20.0, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_uses_the_machines_postgres_redis_and_rabbitmq_when_they_answer(
-    tmp_path: Path, fresh_database_url: str
+def test_uses_the_machines_postgres_redis_and_rabbitmq_and_a_set_elasticsearch_that_answer(
+    tmp_path: Path, fresh_database_url: str, elasticsearch_url: str
 ) -> None:
     config = settings(
         database_url=fresh_database_url,
         redis_url=MACHINE_REDIS_URL,
         rabbitmq_url=MACHINE_RABBITMQ_URL,
+        elasticsearch_url=elasticsearch_url,
     )
     with LocalServices(config, state_dir=tmp_path / "state", echo_mail=False) as services:
         modes = {status.name: status.mode for status in services.statuses}
@@ -93,13 +105,13 @@ def test_uses_the_machines_postgres_redis_and_rabbitmq_when_they_answer(
             "smtp": Mode.EMBEDDED,
             "stripe": Mode.EMBEDDED,
             "rabbitmq": Mode.CONFIGURED,
-            "search": Mode.OFF,
+            "search": Mode.CONFIGURED,
         }
         env = services.env
         assert env["TULIFO_DATABASE_URL"] == fresh_database_url
         assert env["TULIFO_REDIS_URL"] == MACHINE_REDIS_URL
         assert env["TULIFO_RABBITMQ_URL"] == MACHINE_RABBITMQ_URL
-        assert env["TULIFO_ELASTICSEARCH_URL"] == ""
+        assert env["TULIFO_ELASTICSEARCH_URL"] == elasticsearch_url
         # The database named in the URL did not exist; the launcher created it.
         assert (
             query(fresh_database_url, "SELECT current_database()")
@@ -113,22 +125,26 @@ def test_uses_the_machines_postgres_redis_and_rabbitmq_when_they_answer(
         assert mongo.admin.command("ping")["ok"] == 1
         mongo.close()
         pids = process_tree(services)
-        # tansu, secantus, the mail catcher, localstripe
+        # tansu, secantus, the mail catcher, localstripe: no noida-db
         assert len(services.processes) == 4
+        assert "search" not in services.embedded
     assert gone(pids) == []
     assert services.processes == []
 
 
-def test_starts_embedded_postgres_and_redis_when_nothing_answers_and_says_rabbitmq_is_off(
+def test_starts_embedded_postgres_redis_and_search_when_nothing_answers_and_rabbitmq_is_off(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = settings(elasticsearch_url=f"http://{closed()}")
+    silent_elasticsearch = f"http://{closed()}"
+    config = settings(elasticsearch_url=silent_elasticsearch)
     with LocalServices(config, state_dir=tmp_path / "state", echo_mail=False) as services:
         assert services.status("postgres").mode is Mode.EMBEDDED
         assert services.status("redis").mode is Mode.EMBEDDED
         assert services.status("rabbitmq").mode is Mode.OFF
-        assert services.status("search").mode is Mode.OFF
+        assert services.status("search").mode is Mode.EMBEDDED
         env = services.env
+        assert env["TULIFO_ELASTICSEARCH_URL"] != silent_elasticsearch
+        assert elasticsearch_version(env["TULIFO_ELASTICSEARCH_URL"]).startswith("8.")
         database_url = env["TULIFO_DATABASE_URL"]
         assert query(database_url, "SELECT current_database()") == "tulifo_dev"
         assert str(query(database_url, "SHOW server_version")).startswith("16.")
@@ -141,13 +157,52 @@ def test_starts_embedded_postgres_and_redis_when_nothing_answers_and_says_rabbit
             monkeypatch.setenv(key, value)
         child_view = Settings()
         assert child_view.rabbitmq_url is None
-        assert child_view.elasticsearch_url is None
+        assert child_view.elasticsearch_url == env["TULIFO_ELASTICSEARCH_URL"]
         pids = process_tree(services)
         assert len(pids) > len(services.processes)  # postgres has its own children
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("rabbitmq" in m and "OFF" in m and "NOT" in m for m in warnings), warnings
-    assert any("PostgreSQL full-text" in m for m in warnings), warnings
+    assert any(
+        f"TULIFO_ELASTICSEARCH_URL={silent_elasticsearch} does not answer" in m for m in warnings
+    ), warnings
     assert gone(pids) == []
+
+
+def test_without_an_elasticsearch_url_noida_db_is_started_fresh_each_run_and_kept_over_a_restart(
+    tmp_path: Path, fresh_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "state"
+    # Only the stand-ins that cannot be avoided; Elasticsearch is not set at all.
+    config = settings(database_url=fresh_database_url, redis_url=MACHINE_REDIS_URL)
+    assert config.elasticsearch_url is None
+    with LocalServices(config, state_dir=state, echo_mail=False) as first:
+        status = first.status("search")
+        assert status.mode is Mode.EMBEDDED
+        assert "noida-db" in status.detail
+        url = first.env["TULIFO_ELASTICSEARCH_URL"]
+        assert elasticsearch_version(url).startswith("8.")
+        created = httpx.put(f"{url}/left-over", json={}, trust_env=False, timeout=10)
+        assert created.status_code == 200, created.text
+
+        # The supervisor's restart: same port, the indices still there.
+        search = first.embedded["search"]
+        tree = [psutil.Process(search.proc.popen.pid)]
+        tree += tree[0].children(recursive=True)
+        os.killpg(search.proc.popen.pid, signal.SIGTERM)
+        _, alive = psutil.wait_procs(tree, timeout=10)
+        assert alive == []
+        first.restart("search")
+        assert httpx.get(f"{url}/left-over", trust_env=False, timeout=10).status_code == 200
+    # Unset is the designed default: no WARNING about it.
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert not any("ELASTICSEARCH" in m or "noida" in m for m in warned), warned
+    assert (state / "elasticsearch").is_dir()
+
+    with LocalServices(config, state_dir=state, echo_mail=False) as second:
+        url = second.env["TULIFO_ELASTICSEARCH_URL"]
+        # What the first run indexed is gone: indices are rebuilt from PostgreSQL each run.
+        assert httpx.get(f"{url}/left-over", trust_env=False, timeout=10).status_code == 404
+        assert httpx.get(f"{url}/_cat/indices", trust_env=False, timeout=10).text.strip() == ""
 
 
 def test_embedded_postgres_keeps_its_data_in_the_state_directory_between_runs(

@@ -33,7 +33,12 @@ WEBHOOK_DEADLINE_S = 15.0
 
 @pytest.fixture
 def configured(
-    database_url: str, redis_url: str, kafka: str, mongo_url: str, smtp: MailCapture
+    database_url: str,
+    redis_url: str,
+    kafka: str,
+    mongo_url: str,
+    elasticsearch_url: str,
+    smtp: MailCapture,
 ) -> dict[str, object]:
     """Settings under which every service but Stripe answers, so a launch starts at most
     localstripe and takes well under a second."""
@@ -45,7 +50,7 @@ def configured(
         "kafka_bootstrap": kafka,
         "mongo_url": mongo_url,
         "rabbitmq_url": None,
-        "elasticsearch_url": None,
+        "elasticsearch_url": elasticsearch_url,
         "smtp_host": smtp.host,
         "smtp_port": smtp.port,
     }

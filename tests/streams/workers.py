@@ -36,13 +36,21 @@ _PASSED_ON = (
     "topic_partitions",
     "faust_app_id",
     "log_json",
+    "elasticsearch_url",
+    "search_index_prefix",
+    "match_top_k",
 )
 
 
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     values = settings.model_dump()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TULIFO_")}
-    env.update({f"TULIFO_{name.upper()}": str(values[name]) for name in _PASSED_ON})
+    env.update(
+        {
+            f"TULIFO_{name.upper()}": "" if values[name] is None else str(values[name])
+            for name in _PASSED_ON
+        }
+    )
     env.update(extra)
     return env
 

@@ -1,0 +1,120 @@
+"""GET /api/matching/match?projectId= (the seed's endpoint): a project's ranked workers, as the
+matching agent keeps them in `analytics.match_scores` (agents/matching.py). Nothing is computed
+per request: the answer is one indexed range of a table.
+
+Only the project's client and admins see its ranking; anyone else gets the 404 a project that
+does not exist gets, so rankings do not tell who posted what.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from typing import Annotated, Final
+
+from fastapi import APIRouter, Query
+from tables.matching import Weights
+
+from api.auth.dependencies import CurrentUser
+from api.envelope import Envelope, ok
+from api.errors import Invalid, NotFound
+from api.matching.schemas import Match, MatchedWorker, MatchPage, ScoreParts
+from api.pagination import DEFAULT_LIMIT, CursorParam, Limit
+from api.state import PoolDep
+
+router = APIRouter(prefix="/matching", tags=["matching"])
+
+_WEIGHTS: Final = Weights()
+
+_PROJECT = "SELECT client_id, status FROM projects WHERE id = $1"
+_RANKING = """
+SELECT m.worker_id, m.rank, m.score, m.text_score, m.rating_score, m.availability_score,
+       m.computed_at, u.name, coalesce(w.headline, '') AS headline,
+       coalesce(p.skills, '{}') AS skills, coalesce(w.availability, 'available') AS availability,
+       r.bayesian, coalesce(r.count, 0) AS rating_count,
+       count(*) OVER () + $2 AS ranked
+  FROM analytics.match_scores m
+  JOIN users u ON u.id = m.worker_id
+  LEFT JOIN user_profiles p ON p.user_id = m.worker_id
+  LEFT JOIN worker_profiles w ON w.user_id = m.worker_id
+  LEFT JOIN analytics.user_ratings r ON r.user_id = m.worker_id
+ WHERE m.project_id = $1 AND m.rank > $2
+ ORDER BY m.rank
+"""
+
+
+def _cursor(rank: int) -> str:
+    return base64.urlsafe_b64encode(f"r{rank}".encode()).decode().rstrip("=")
+
+
+def _after_rank(cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
+        if not raw.startswith("r"):
+            raise ValueError(raw)
+        rank = int(raw[1:])
+        if rank < 0 or rank > 1_000_000:
+            raise ValueError(raw)
+        return rank
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise Invalid(
+            "invalid request: cursor: not a cursor this endpoint issued",
+            details=[{"field": "cursor", "message": "not a cursor this endpoint issued"}],
+        ) from exc
+
+
+@router.get("/match")
+async def match(
+    user: CurrentUser,
+    pool: PoolDep,
+    project_id: Annotated[uuid.UUID, Query(alias="projectId")],
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: CursorParam = None,
+) -> Envelope[MatchPage]:
+    """The project's workers, best first, with each part of their score."""
+    after = _after_rank(cursor)
+    async with pool.acquire() as conn:
+        project = await conn.fetchrow(_PROJECT, project_id)
+        if project is None or (user.role != "admin" and project["client_id"] != user.id):
+            raise NotFound("project not found")
+        # ranked: the window count sees only ranks past the cursor; adding `after` back gives
+        # the whole ranking's size (ranks are 1..n without gaps).
+        rows = await conn.fetch(_RANKING + " LIMIT $3", project_id, after, limit + 1)
+    page = rows[:limit]
+    items = [
+        Match(
+            rank=row["rank"],
+            score=row["score"],
+            parts=ScoreParts(
+                text=row["text_score"],
+                rating=row["rating_score"],
+                availability=row["availability_score"],
+            ),
+            worker=MatchedWorker(
+                id=row["worker_id"],
+                name=row["name"],
+                headline=row["headline"],
+                skills=list(row["skills"]),
+                availability=row["availability"],
+                rating=float(row["bayesian"]) if row["bayesian"] is not None else None,
+                rating_count=row["rating_count"],
+            ),
+        )
+        for row in page
+    ]
+    return ok(
+        MatchPage(
+            project_id=project_id,
+            project_status=project["status"],
+            weights=ScoreParts(
+                text=_WEIGHTS.text, rating=_WEIGHTS.rating, availability=_WEIGHTS.availability
+            ),
+            ranked=rows[0]["ranked"] if rows else after,
+            computed_at=max((row["computed_at"] for row in rows), default=None),
+            items=items,
+            next_cursor=_cursor(page[-1]["rank"]) if len(rows) > limit else None,
+        )
+    )
