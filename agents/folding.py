@@ -57,7 +57,7 @@ import orjson
 from faust.stores.memory import Store as MemoryStore
 from prometheus_client import Counter
 
-from agents.runtime import AgentDeps, DeadLetters, validate_event
+from agents.runtime import AgentDeps, DeadLetters, holding, validate_event
 from streams.events import Event, PoisonEvent
 from streams.packing import is_pack, unpack
 from streams.topics import STREAMS, stream_of, stream_topic
@@ -415,25 +415,11 @@ class FoldRunner:
         retry_on: tuple[type[BaseException], ...],
         what: str,
     ) -> T:
-        """Run `step` until it succeeds, pausing (capped backoff) after each `retry_on` failure.
-        Meanwhile the batch stays unacked and no later batch is committed: back-pressure, not
-        loss."""
-        failures = 0
-        while True:
-            try:
-                return await step()
-            except retry_on as exc:
-                failures += 1
-                delay = self.deps.retry.delay(failures)
-                log.warning(
-                    "%s: %s failed (%s: %s); holding the batch, retrying in %.1fs",
-                    self.fold.name,
-                    what,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+        """Run `step` until it succeeds; meanwhile the batch stays unacked and no later batch is
+        committed."""
+        return await holding(
+            step, retry_on=retry_on, policy=self.deps.retry, what=f"{self.fold.name}: {what}"
+        )
 
     async def _dead_letter(self, taken: Sequence[Taken], reason: str) -> None:
         for one in taken:

@@ -17,7 +17,6 @@ batch is acked.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Any, Protocol, TypeVar, cast
 import faust
 from prometheus_client import Counter
 
-from agents.runtime import AgentDeps, DeadLetters, validate_event
+from agents.runtime import AgentDeps, DeadLetters, holding, validate_event
 from streams.events import Event, PoisonEvent
 from streams.packing import is_pack, unpack
 from streams.topics import STREAMS, stream_topic
@@ -145,22 +144,12 @@ class ProjectionRunner:
         return await self._holding(apply)
 
     async def _holding(self, step: Callable[[], Awaitable[T]]) -> T:
-        transient: tuple[type[BaseException], ...] = (Unavailable, *self.projection.transient)
-        failures = 0
-        while True:
-            try:
-                return await step()
-            except transient as exc:
-                failures += 1
-                delay = self.deps.retry.delay(failures)
-                log.warning(
-                    "%s: %s: %s; holding the batch, retrying in %.1fs",
-                    self.projection.name,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+        return await holding(
+            step,
+            retry_on=(Unavailable, *self.projection.transient),
+            policy=self.deps.retry,
+            what=self.projection.name,
+        )
 
     async def _dead_letter(self, taken: _Taken, reason: str) -> None:
         PROJECTED_EVENTS.labels(agent=self.projection.name, outcome="dead_lettered").inc()

@@ -143,6 +143,33 @@ async def with_retries(
             attempt += 1
 
 
+async def holding(
+    step: Callable[[], Awaitable[T]],
+    *,
+    retry_on: tuple[type[BaseException], ...],
+    policy: RetryPolicy,
+    what: str,
+) -> T:
+    """Run `step` until it succeeds, pausing (capped backoff) after each `retry_on` failure: a
+    batch that waits, unacked, while what it needs is down. Back-pressure, not loss; unlike
+    `with_retries` it never gives up, since every later event would fail the same way."""
+    failures = 0
+    while True:
+        try:
+            return await step()
+        except retry_on as exc:
+            failures += 1
+            delay = policy.delay(failures)
+            log.warning(
+                "%s failed (%s: %s); holding the batch, retrying in %.1fs",
+                what,
+                type(exc).__name__,
+                exc,
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+
 def validate_event(item: Any, *, stream: str) -> Event:
     """One envelope of a message (as `unpack` decoded it), validated; or `PoisonEvent` saying
     why it is not one."""

@@ -98,7 +98,7 @@ async def list_projects(
         )
     filters = ProjectFilters(
         statuses=tuple(status_ or ()),
-        skills=_skill_keys(skills or []),
+        skills=skill_keys(skills or []),
         skills_match=skills_match,
         min_budget_cents=min_budget,
         max_budget_cents=max_budget,
@@ -111,7 +111,7 @@ async def list_projects(
     return ok(page)
 
 
-def _skill_keys(values: list[str]) -> tuple[str, ...]:
+def skill_keys(values: list[str]) -> tuple[str, ...]:
     """The skills asked for, lowercased and deduplicated, checked like a project's own."""
     keys = [part.strip().lower() for value in values for part in value.split(",")]
     unique = tuple(dict.fromkeys(key for key in keys if key))

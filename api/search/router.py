@@ -19,8 +19,8 @@ from api.envelope import Envelope, ok
 from api.errors import Invalid, ServiceUnavailable
 from api.money import MAX_AMOUNT_CENTS
 from api.pagination import DEFAULT_LIMIT, Limit
-from api.projects.router import OptionalUser
-from api.projects.schemas import MAX_REQUIRED_SKILLS, MAX_SKILL_CHARS, ProjectStatus
+from api.projects.router import OptionalUser, skill_keys
+from api.projects.schemas import MAX_REQUIRED_SKILLS, ProjectStatus
 from api.search import queries
 from api.search.queries import (
     ProjectSearch,
@@ -108,7 +108,7 @@ async def search_workers(
     search = WorkerSearch(
         sort=queries.worker_sort(sort, text),
         q=text,
-        skills=skill_keys(skills or []),
+        skills=sorted_skill_keys(skills or []),
         skills_match=skills_match,
         availability=tuple(sorted(set(availability or ()))),
         min_rating=min_rating,
@@ -175,7 +175,7 @@ async def search_projects(
         sort=queries.project_sort(sort, text),
         viewer=who,
         q=text,
-        skills=skill_keys(skills or []),
+        skills=sorted_skill_keys(skills or []),
         skills_match=skills_match,
         min_budget_cents=min_budget,
         max_budget_cents=max_budget,
@@ -227,22 +227,10 @@ def _text(field: str, value: str | None) -> str | None:
     return " ".join(value.split()) or None
 
 
-def skill_keys(values: list[str]) -> tuple[str, ...]:
-    """The skills asked for, lowercased, deduplicated and sorted (one search, one cursor),
-    checked like a project's own (as the board's `skills`)."""
-    keys = {part.strip().lower() for value in values for part in value.split(",")}
-    unique = tuple(sorted(key for key in keys if key))
-    problem = None
-    if len(unique) > MAX_REQUIRED_SKILLS:
-        problem = f"at most {MAX_REQUIRED_SKILLS} skills"
-    elif any(len(key) > MAX_SKILL_CHARS or "\x00" in key for key in unique):
-        problem = f"each skill is 1..{MAX_SKILL_CHARS} characters, without NUL"
-    if problem:
-        raise Invalid(
-            f"invalid request: skills: {problem}",
-            details=[{"field": "skills", "message": problem, "type": "skills"}],
-        )
-    return unique
+def sorted_skill_keys(values: list[str]) -> tuple[str, ...]:
+    """The skills asked for, checked and lowercased as the board's `skills`, in sorted order: one
+    search, one cursor, however the client ordered them."""
+    return tuple(sorted(skill_keys(values)))
 
 
 # --- Elasticsearch

@@ -76,6 +76,7 @@ async def stack(
             match_top_k=10,
         )
         worker = spawn_worker(settings, directory, agents=AGENTS)
+        stack: Stack | None = None
         relay = OutboxRelay(settings)
         relay_task = asyncio.create_task(relay.run())
         app = create_app(settings)
@@ -87,12 +88,14 @@ async def stack(
                     transport=httpx.ASGITransport(app=app), base_url="http://testserver"
                 ) as http,
             ):
-                yield Stack(settings, http, app, directory, worker, es)
+                stack = Stack(settings, http, app, directory, worker, es)
+                yield stack
         finally:
             await es.close()
             await relay.stop()
             await relay_task
-            worker.process.stop()
+            # The worker running now: a test may have killed the first and started another.
+            (stack.worker if stack is not None else worker).process.stop()
 
 
 async def worker_with(stack: Stack, **profile: Any) -> Account:
