@@ -14,7 +14,6 @@ import uuid
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Query
-from tables.matching import Weights
 
 from api.auth.dependencies import CurrentUser
 from api.envelope import Envelope, ok
@@ -22,6 +21,7 @@ from api.errors import Invalid, NotFound
 from api.matching.schemas import Match, MatchedWorker, MatchPage, ScoreParts
 from api.pagination import DEFAULT_LIMIT, CursorParam, Limit
 from api.state import PoolDep
+from tables.matching import Weights
 
 router = APIRouter(prefix="/matching", tags=["matching"])
 
