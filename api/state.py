@@ -24,25 +24,33 @@ class AppState:
     search: AsyncElasticsearch | None
 
 
-def get_state(request: Request) -> AppState:
+# The dependencies are `async def` though they never await: FastAPI runs a plain `def`
+# dependency in its thread pool, a thread hop per dependency per request for an attribute read.
+
+
+def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.tulifo
     return state
 
 
-def get_settings_dep(request: Request) -> Settings:
-    return get_state(request).settings
+async def get_state(request: Request) -> AppState:
+    return app_state(request)
 
 
-def get_pool(request: Request) -> asyncpg.Pool:
-    return get_state(request).pool
+async def get_settings_dep(request: Request) -> Settings:
+    return app_state(request).settings
 
 
-def get_redis(request: Request) -> aioredis.Redis:
-    return get_state(request).redis
+async def get_pool(request: Request) -> asyncpg.Pool:
+    return app_state(request).pool
 
 
-def get_mongo(request: Request) -> MongoDatabase:
-    return get_state(request).mongo
+async def get_redis(request: Request) -> aioredis.Redis:
+    return app_state(request).redis
+
+
+async def get_mongo(request: Request) -> MongoDatabase:
+    return app_state(request).mongo
 
 
 StateDep = Annotated[AppState, Depends(get_state)]

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import api_write, kafka_ceiling, relay, stream_e2e, stream_peers
+from bench import api_write, kafka_ceiling, matching, relay, search, stream_e2e, stream_peers
 from bench.clients import CLIENT_KINDS
 from bench.environment import environment, machine_name
 from bench.load import LoadResult
@@ -31,6 +31,9 @@ BENCHES = (
     "relay",
     "api-write",
     "api-write-storm",
+    "match-recompute",
+    "match-api",
+    "search",
 )
 # The stream-processing peers share one topic of pre-produced events.
 PEER_BENCHES = {"faust-table", "quix"}
@@ -47,6 +50,9 @@ class Sizes:
     relay_events: int
     stream: stream_e2e.Plan
     api: api_write.Plan
+    match_recompute: matching.RecomputePlan
+    match_api: matching.ApiPlan
+    search: search.Plan
 
 
 FULL = Sizes(
@@ -56,6 +62,9 @@ FULL = Sizes(
     relay_events=50_000,
     stream=stream_e2e.Plan(e2e_events=50_000, stage_events=50_000, lag_rate=1_000, lag_seconds=10),
     api=api_write.Plan(rate=300, duration_s=10, warmup_s=2, users=100),
+    match_recompute=matching.RecomputePlan(events=500, naive_runs=10),
+    match_api=matching.ApiPlan(rate=200, duration_s=10, warmup_s=2),
+    search=search.Plan(rate=2, duration_s=15, warmup_s=2),
 )
 QUICK = Sizes(
     ceiling_messages=20_000,
@@ -66,6 +75,9 @@ QUICK = Sizes(
     # stage is timed from the end of the first (bench/README.md), which left too little to time.
     stream=stream_e2e.Plan(e2e_events=15_000, stage_events=50_000, lag_rate=1_000, lag_seconds=5),
     api=api_write.Plan(rate=300, duration_s=3, warmup_s=1, users=50),
+    match_recompute=matching.RecomputePlan(events=200, naive_runs=5),
+    match_api=matching.ApiPlan(rate=200, duration_s=3, warmup_s=2),
+    search=search.Plan(rate=2, duration_s=6, warmup_s=1),
 )
 
 
@@ -95,9 +107,13 @@ async def run(selected: list[str], sizes: Sizes, workdir: Path) -> tuple[list[Ro
     details: dict[str, Any] = {}
     # `stream` makes a database of its own (bench/stream_e2e.py says why).
     needs_kafka = bool(({"kafka-ceiling", "relay", "stream"} | PEER_BENCHES) & set(selected))
+    # `match-api` and `search` make databases of their own (bench/matching.py, bench/search.py).
     needs_database = bool(({"relay"} | API_BENCHES) & set(selected))
+    # A sign-in records its session's device in MongoDB (api/sessions): the API benches register
+    # and log in, so they get the document store the API writes to.
+    needs_mongo = bool(({"stream", "match-api", "search"} | API_BENCHES) & set(selected))
     async with environment(
-        workdir=workdir, database=needs_database, kafka=needs_kafka, mongo="stream" in selected
+        workdir=workdir, database=needs_database, kafka=needs_kafka, mongo=needs_mongo
     ) as env:
         settings = env.settings()
         produce_ceiling = consume_ceiling = None
@@ -161,6 +177,48 @@ async def run(selected: list[str], sizes: Sizes, workdir: Path) -> tuple[list[Ro
             for name, window in (("api-write", written.calm), ("api-write-storm", written.stormy)):
                 if window is not None:
                     details[name] = _api_details(written, window)
+        if "match-recompute" in selected:
+            recompute = sizes.match_recompute
+            _say(
+                f"match-recompute: {recompute.workers:,} workers, {recompute.projects:,} projects,",
+                recompute.events,
+                "updates of each kind",
+            )
+            recomputed = matching.measure_recompute(recompute)
+            rows += recomputed.rows()
+            details["match-recompute"] = dataclasses.asdict(recomputed)
+        if "match-api" in selected:
+            plan = sizes.match_api
+            _say(
+                f"match-api: {plan.workers:,} workers, {plan.projects:,} projects, then"
+                f" {plan.rate:.0f} req/s for {plan.duration_s:.0f} s"
+            )
+            matched = await matching.measure_api(env, plan)
+            rows += matched.rows()
+            details["match-api"] = {
+                "plan": dataclasses.asdict(plan),
+                "rank_s": matched.rank_s,
+                "stored": matched.stored,
+                **_load_details(matched.load),
+                "health": _load_details(matched.health),
+                "cpu_s": dataclasses.asdict(matched.cpu),
+            }
+        if "search" in selected:
+            plan = sizes.search
+            _say(
+                f"search: noida-db, {plan.workers:,} workers, {plan.projects:,} projects,"
+                f" {plan.rate:g} req/s for {plan.duration_s:.0f} s, direct then through the API"
+            )
+            searched = await search.measure(env, plan)
+            rows += searched.rows()
+            details["search"] = {
+                "plan": dataclasses.asdict(plan),
+                "documents": searched.documents,
+                "index_s": searched.index_s,
+                "api": _load_details(searched.api),
+                "direct": _load_details(searched.direct),
+                "cpu_s": dataclasses.asdict(searched.cpu),
+            }
     return rows, details
 
 

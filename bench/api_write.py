@@ -20,7 +20,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,14 +270,17 @@ async def register_users(client: httpx.AsyncClient, count: int) -> list[str]:
 
 
 @asynccontextmanager
-async def api_server(env: Environment) -> AsyncIterator[tuple[str, ManagedProcess]]:
-    """The API in a process of its own on a free port; yields its base URL and the process."""
+async def api_server(
+    env: Environment, extra_env: Mapping[str, str] | None = None
+) -> AsyncIterator[tuple[str, ManagedProcess]]:
+    """The API in a process of its own on a free port, its settings `server_env` and
+    `extra_env`; yields its base URL and the process."""
     port = free_port(HOST)
     log_path = env.workdir / "api.log"
     proc = ManagedProcess.spawn(
         "api",
         [sys.executable, "-m", "bench.api_server", str(port)],
-        env=server_env(env),
+        env=server_env(env) | dict(extra_env or {}),
         cwd=_REPO,
         log_path=log_path,
     )
@@ -302,7 +305,9 @@ def server_env(env: Environment) -> dict[str, str]:
         "TULIFO_REDIS_URL": REDIS_URL,
         # Not contacted by the endpoint measured; the clients connect lazily.
         "TULIFO_KAFKA_BOOTSTRAP": env.kafka_bootstrap or f"{HOST}:1",
-        "TULIFO_MONGO_URL": f"mongodb://{HOST}:1",
+        # Sign-ins record their sessions there (api/sessions); no other endpoint measured uses it.
+        "TULIFO_MONGO_URL": env.mongo_url or f"mongodb://{HOST}:1",
+        "TULIFO_MONGO_DATABASE": f"bench_{env.run_id}",
         "TULIFO_RABBITMQ_URL": "",
         "TULIFO_REGISTER_MAX_PER_IP": str(REGISTER_MAX_PER_IP),
         "TULIFO_BCRYPT_ROUNDS": str(SETUP_BCRYPT_ROUNDS),

@@ -55,7 +55,8 @@ def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
-def _skills(rng: random.Random, low: int, high: int) -> list[str]:
+def pick_skills(rng: random.Random, low: int, high: int) -> list[str]:
+    """Between `low` and `high` distinct skills, sorted."""
     # Zipf-like popularity: the first skills in the list appear far more often than the last.
     weights = [1.0 / (rank + 5) for rank in range(len(SKILLS))]
     chosen: set[str] = set()
@@ -65,7 +66,8 @@ def _skills(rng: random.Random, low: int, high: int) -> list[str]:
     return sorted(chosen)
 
 
-def _words(rng: random.Random, count: int, skills: list[str]) -> str:
+def filler_text(rng: random.Random, count: int, skills: list[str]) -> str:
+    """`count` words of the bios' vocabulary with up to two of `skills` among them."""
     words = rng.choices(_WORDS, k=count)
     for skill in rng.sample(skills, k=min(2, len(skills))):
         words.insert(rng.randrange(len(words) + 1), skill)
@@ -81,15 +83,17 @@ def synthetic_corpus(
     availability = ("available", "available", "busy", "unavailable")
     worker_inputs = []
     for _ in range(workers):
-        skills = _skills(rng, 3, 8)
+        skills = pick_skills(rng, 3, 8)
         headline = f"{rng.choice(skills)} specialist"
-        text = worker_text(skills, headline, _words(rng, 30, skills), _words(rng, 8, skills))
+        text = worker_text(
+            skills, headline, filler_text(rng, 30, skills), filler_text(rng, 8, skills)
+        )
         stars = None if rng.random() < 0.3 else round(rng.uniform(2.5, 5.0), 4)
         worker_inputs.append(WorkerInput(_uuid(rng), text, stars, rng.choice(availability)))
     project_inputs = []
     for _ in range(projects):
-        skills = _skills(rng, 2, 5)
+        skills = pick_skills(rng, 2, 5)
         title = f"Need a {rng.choice(skills)} expert for {rng.choice(_WORDS)} {rng.choice(_WORDS)}"
-        text = project_text(title, _words(rng, 40, skills), skills)
+        text = project_text(title, filler_text(rng, 40, skills), skills)
         project_inputs.append(ProjectInput(_uuid(rng), text))
     return worker_inputs, project_inputs

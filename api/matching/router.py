@@ -27,19 +27,32 @@ router = APIRouter(prefix="/matching", tags=["matching"])
 
 _WEIGHTS: Final = Weights()
 
-_PROJECT = "SELECT client_id, status FROM projects WHERE id = $1"
+# The project and its ranking's size in one round trip. Ranks are 1..n without gaps, so the
+# last rank is the size: one probe of the (project_id, rank) index.
+_PROJECT = """
+SELECT p.client_id, p.status,
+       (SELECT coalesce(max(rank), 0) FROM analytics.match_scores WHERE project_id = p.id)
+           AS ranked,
+       (SELECT max(computed_at) FROM analytics.match_scores WHERE project_id = p.id)
+           AS computed_at
+  FROM projects p
+ WHERE p.id = $1
+"""
+# The page is cut from the (project_id, rank) index before the joins, so a page of ten joins ten
+# workers, not the whole ranking.
 _RANKING = """
 SELECT m.worker_id, m.rank, m.score, m.text_score, m.rating_score, m.availability_score,
        m.computed_at, u.name, coalesce(w.headline, '') AS headline,
        coalesce(p.skills, '{}') AS skills, coalesce(w.availability, 'available') AS availability,
-       r.bayesian, coalesce(r.count, 0) AS rating_count,
-       count(*) OVER () + $2 AS ranked
-  FROM analytics.match_scores m
+       r.bayesian, coalesce(r.count, 0) AS rating_count
+  FROM (SELECT * FROM analytics.match_scores
+         WHERE project_id = $1 AND rank > $2
+         ORDER BY rank
+         LIMIT $3) m
   JOIN users u ON u.id = m.worker_id
   LEFT JOIN user_profiles p ON p.user_id = m.worker_id
   LEFT JOIN worker_profiles w ON w.user_id = m.worker_id
   LEFT JOIN analytics.user_ratings r ON r.user_id = m.worker_id
- WHERE m.project_id = $1 AND m.rank > $2
  ORDER BY m.rank
 """
 
@@ -80,9 +93,7 @@ async def match(
         project = await conn.fetchrow(_PROJECT, project_id)
         if project is None or (user.role != "admin" and project["client_id"] != user.id):
             raise NotFound("project not found")
-        # ranked: the window count sees only ranks past the cursor; adding `after` back gives
-        # the whole ranking's size (ranks are 1..n without gaps).
-        rows = await conn.fetch(_RANKING + " LIMIT $3", project_id, after, limit + 1)
+        rows = await conn.fetch(_RANKING, project_id, after, limit + 1)
     page = rows[:limit]
     items = [
         Match(
@@ -112,8 +123,8 @@ async def match(
             weights=ScoreParts(
                 text=_WEIGHTS.text, rating=_WEIGHTS.rating, availability=_WEIGHTS.availability
             ),
-            ranked=rows[0]["ranked"] if rows else after,
-            computed_at=max((row["computed_at"] for row in rows), default=None),
+            ranked=project["ranked"],
+            computed_at=project["computed_at"],
             items=items,
             next_cursor=_cursor(page[-1]["rank"]) if len(rows) > limit else None,
         )

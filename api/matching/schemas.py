@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from api.schemas import ApiModel
+from api.schemas import ResponseModel
 
 
-class ScoreParts(ApiModel):
+class ScoreParts(ResponseModel):
     """Each part of a score, in [0, 1], before its weight: score = sum of weight * part."""
 
     text: float
@@ -16,7 +16,7 @@ class ScoreParts(ApiModel):
     availability: float
 
 
-class MatchedWorker(ApiModel):
+class MatchedWorker(ResponseModel):
     id: uuid.UUID
     name: str
     headline: str
@@ -27,14 +27,14 @@ class MatchedWorker(ApiModel):
     rating_count: int
 
 
-class Match(ApiModel):
+class Match(ResponseModel):
     rank: int
     score: float
     parts: ScoreParts
     worker: MatchedWorker
 
 
-class MatchPage(ApiModel):
+class MatchPage(ResponseModel):
     project_id: uuid.UUID
     project_status: str
     # What the matcher blends (tables/matching.py; README "Matching").

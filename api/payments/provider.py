@@ -33,7 +33,7 @@ async def stripe_lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gateway.aclose()
 
 
-def get_stripe(request: Request) -> StripeGateway:
+async def get_stripe(request: Request) -> StripeGateway:
     gateway: StripeGateway = request.app.state.stripe_gateway
     return gateway
 
