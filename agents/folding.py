@@ -393,11 +393,14 @@ class FoldRunner:
         safe: recovery keeps the highest `seq` per key, and derived events keep their ids."""
 
         async def send_all() -> None:
-            pending = [
-                await self.app.producer.send(r.topic, r.key, r.value, r.partition, None, r.headers)
-                for r in records
-            ]
-            await asyncio.gather(*pending)
+            async with asyncio.timeout(self.deps.settings.kafka_ack_timeout_seconds):
+                pending = [
+                    await self.app.producer.send(
+                        r.topic, r.key, r.value, r.partition, None, r.headers
+                    )
+                    for r in records
+                ]
+                await asyncio.gather(*pending)
 
         await self._holding_the_batch(send_all, retry_on=(Exception,), what="Kafka's acks")
 

@@ -322,7 +322,9 @@ class Matching:
                     headers,
                 )
             )
-        await asyncio.gather(*pending)
+        # Not acked in time: raise, and the batch is held and announced again (`_unpublished`).
+        async with asyncio.timeout(self.settings.kafka_ack_timeout_seconds):
+            await asyncio.gather(*pending)
 
 
 def _merge(
@@ -348,6 +350,6 @@ def register(app: faust.App, deps: AgentDeps) -> None:
             name="matching",
             types={"users": WORKER_TYPES, "ratings": RATING_TYPES, "gigs": PROJECT_TYPES},
             make=make,
-            transient=(KafkaError, *PG_UNAVAILABLE),
+            transient=(KafkaError, TimeoutError, *PG_UNAVAILABLE),
         ),
     )

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -248,50 +248,63 @@ class DeadLetters:
             dead_letter_topic(settings.topic_prefix), key_serializer="raw", value_serializer="raw"
         )
         self.policy = policy
+        self.ack_timeout_s = settings.kafka_ack_timeout_seconds
 
     async def send(
         self, message: Any, *, agent: str, reason: str, item: Any = None, index: int | None = None
     ) -> None:
         """Park `message` with `reason`, or only its `index`-th envelope `item` when it is a pack
         (streams/packing.py); keeps trying while Kafka is down (nothing else can run)."""
-        key, value, original = message.key, message.value, message.headers
-        if index is not None:
-            # One event of a pack goes alone, as a single envelope: sent back for another try,
-            # it is that event again, not its neighbours.
-            value = orjson.dumps(item)
-            original = [*event_headers(item), ("original_index", str(index).encode())]
-            if isinstance(item, dict) and isinstance(item.get("aggregate_id"), str):
-                key = item["aggregate_id"].encode()
-        headers = dead_letter_headers(
-            original,
-            reason=reason,
-            agent=agent,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            now=datetime.now(UTC),
-        )
-        log.error(
-            "dead-lettering %s[%d]@%d%s: %s",
-            message.topic,
-            message.partition,
-            message.offset,
-            "" if index is None else f" #{index}",
-            reason,
-            extra={"agent": agent},
-        )
+        key, value, headers = parked(message, agent=agent, reason=reason, item=item, index=index)
         failures = 0
         while True:
             try:
                 # force=True: publish now, not attached to the current event until its commit.
                 pending = await self.topic.send(key=key, value=value, headers=headers, force=True)
-                await pending
+                async with asyncio.timeout(self.ack_timeout_s):
+                    await pending
                 return
             except Exception as exc:
                 failures += 1
                 delay = self.policy.delay(failures)
                 log.warning("dead letter not acked (%s), retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
+
+
+def parked(
+    message: Any, *, agent: str, reason: str, item: Any = None, index: int | None = None
+) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    """The dead letter of a Kafka `message` (anything with key, value, headers, topic,
+    partition, offset: Faust's or aiokafka's): its key, value and headers, or, for the
+    `index`-th envelope `item` of a pack, that envelope alone. Logged as it is made."""
+    key, value = message.key, message.value
+    original: Sequence[tuple[str, bytes]] = list(message.headers or ())
+    if index is not None:
+        # One event of a pack goes alone, as a single envelope: sent back for another try,
+        # it is that event again, not its neighbours.
+        value = orjson.dumps(item)
+        original = [*event_headers(item), ("original_index", str(index).encode())]
+        if isinstance(item, dict) and isinstance(item.get("aggregate_id"), str):
+            key = item["aggregate_id"].encode()
+    log.error(
+        "dead-lettering %s[%d]@%d%s: %s",
+        message.topic,
+        message.partition,
+        message.offset,
+        "" if index is None else f" #{index}",
+        reason,
+        extra={"agent": agent},
+    )
+    headers = dead_letter_headers(
+        original,
+        reason=reason,
+        agent=agent,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        now=datetime.now(UTC),
+    )
+    return key, value, headers
 
 
 def subscribe(

@@ -84,13 +84,18 @@ def _domain_routers() -> list[APIRouter]:
     from api.notifications.router import router as notifications_router
     from api.payments.router import router as payments_router
     from api.projects.router import router as projects_router
+    from api.push.router import router as push_router
     from api.reviews.router import router as reviews_router
     from api.search.router import router as search_router
+    from api.sessions.router import router as sessions_router
     from api.users.router import router as users_router
 
     return [
         auth_router,
+        sessions_router,
         users_router,
+        # Before notifications: its fixed paths win over any /notifications/{id}/... route.
+        push_router,
         notifications_router,
         projects_router,
         bids_router,

@@ -37,6 +37,8 @@ class OutgoingEmail:
     text: str
     # Derived from the event that caused the mail, so a resend is recognisably the same message.
     message_id: str
+    # An HTML alternative to `text`, already escaped by its template; None sends text only.
+    html: str | None = None
 
 
 class Mailer(Protocol):
@@ -57,11 +59,14 @@ def build_message(email: OutgoingEmail, *, mail_from: str) -> EmailMessage:
     message["Message-ID"] = email.message_id
     message["Date"] = formatdate(localtime=False, usegmt=True)
     message.set_content(email.text)
+    if email.html is not None:
+        # multipart/alternative: clients show the HTML part and fall back to the text one.
+        message.add_alternative(email.html, subtype="html")
     return message
 
 
 class SmtpMailer:
-    """Sends one message per SMTP connection: welcome mail is rare enough not to need a pool."""
+    """Sends one message per SMTP connection: a few mails per gig event need no pool."""
 
     def __init__(self, settings: Settings, *, timeout_s: float = SMTP_TIMEOUT_S) -> None:
         self.settings = settings

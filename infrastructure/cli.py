@@ -2,7 +2,7 @@
 
     tulifo dev            local services + migrations + API, worker and relay, until Ctrl-C
     tulifo services       local services only; prints `export TULIFO_...` lines
-    tulifo api|worker|relay
+    tulifo api|worker|relay|bridge
     tulifo migrate
     tulifo replay         rebuild topics, tables and read models from the outbox
     tulifo reindex        rebuild the search indices from PostgreSQL
@@ -66,6 +66,17 @@ def _relay(args: argparse.Namespace, settings: Settings) -> int:
     from bridges.relay import main
 
     main(settings)
+    return 0
+
+
+def _bridge(args: argparse.Namespace, settings: Settings) -> int:
+    _logging(settings, "bridge")
+    from bridges.rabbitmq import BridgeRefused, main
+
+    try:
+        main(settings)
+    except BridgeRefused as exc:
+        raise CommandError(str(exc)) from exc
     return 0
 
 
@@ -236,6 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Publish the transactional outbox to Kafka until SIGTERM/SIGINT.",
     )
     relay.set_defaults(handler=_relay)
+
+    bridge = sub.add_parser(
+        "bridge",
+        help="run the RabbitMQ bridge (Kafka -> the tulifo.events exchange)",
+        description="Republish every domain event from Kafka to the RabbitMQ topic exchange "
+        "TULIFO_RABBITMQ_EXCHANGE (routing key = event type), until SIGTERM/SIGINT. Refuses to "
+        "start when TULIFO_RABBITMQ_URL is empty.",
+    )
+    bridge.set_defaults(handler=_bridge)
 
     migrate = sub.add_parser(
         "migrate",

@@ -17,6 +17,11 @@ DEV_ACCESS_SECRET = "dev-access-secret-change-me-0123456789abcdef"  # noqa: S105
 DEV_REFRESH_SECRET = "dev-refresh-secret-change-me-0123456789abcdef"  # noqa: S105
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_dev_only"  # noqa: S105
 DEV_STRIPE_API_KEY = "sk_test_dev_only"
+# A fixed VAPID key pair for development only, so browser subscriptions made against a dev API
+# survive its restarts (a key generated per process would orphan them all). Public half:
+# BBNnYgO0G901sICZd_iIPXO0MBKTe4WqCBd1hhFugbHs3PYMEaLbPxzVLyrjy0-562ZjSXCAa2LwS9pS2_GC5NE
+DEV_VAPID_PRIVATE_KEY = "ZzF8NTyxoKo0WwxaeLprI9YN8Lw64bIL2hJkiOTDwMA"
+DEV_VAPID_SUBJECT = "mailto:dev@tulifo.local"
 # JWT HS256 keys shorter than the hash output (32 bytes) are brute-forceable; RFC 7518 §3.2.
 MIN_SECRET_BYTES = 32
 
@@ -83,6 +88,11 @@ class Settings(BaseSettings):
     # table throughput on Tansu (DESIGN.md §7).
     producer_linger_ms: int = 10
     broker_session_timeout: float = 10.0
+    # How long a worker waits for the broker to ack what it produced before it sends again.
+    # Faust's default (producer_request_timeout, 20 minutes) let one lost produce response stall
+    # a fold silently for that long; resending is safe (folds dedupe by sequence, sinks by
+    # event_id), so a short wait and a retry with a warning is the better failure.
+    kafka_ack_timeout_seconds: float = Field(default=15.0, gt=0)
     # Tansu answers InitProducerId with an error; "auto" falls back to acks=all, loudly.
     kafka_idempotence: Literal["auto", "on", "off"] = "auto"
     # Faust's web server (health, /metrics); None keeps it off so workers on one machine never
@@ -118,6 +128,11 @@ class Settings(BaseSettings):
     # Prometheus endpoint of the relay process; None serves none.
     relay_metrics_port: int | None = None
 
+    # --- RabbitMQ bridge (bridges/rabbitmq.py): the topic exchange every event is republished to
+    rabbitmq_exchange: str = "tulifo.events"
+    # Prometheus endpoint of the bridge process; None serves none.
+    bridge_metrics_port: int | None = None
+
     # --- Stripe
     stripe_api_key: SecretStr = SecretStr(DEV_STRIPE_API_KEY)
     stripe_api_base: str | None = None
@@ -134,6 +149,17 @@ class Settings(BaseSettings):
     # What a 503 for an unreachable Stripe tells the client to wait before trying again.
     stripe_retry_after_seconds: int = Field(default=5, ge=1)
 
+    # --- Web Push (VAPID, RFC 8292; bridges/webpush.py). Browsers subscribe with the public key
+    # and push services check every message's signature against it: changing the pair orphans
+    # every stored subscription. The private key is PEM or base64url of the raw 32-byte P-256
+    # scalar (what `vapid --gen` and web-push's generateVAPIDKeys print).
+    vapid_private_key: SecretStr = SecretStr(DEV_VAPID_PRIVATE_KEY)
+    # base64url of the uncompressed P-256 point; derived from the private key when unset, and
+    # refused at first use when it does not belong to it.
+    vapid_public_key: str | None = None
+    # Who a push service contacts about our traffic: a mailto: or https: URL (RFC 8292 §2.1).
+    vapid_subject: str = DEV_VAPID_SUBJECT
+
     @field_validator(
         "rabbitmq_url",
         "elasticsearch_url",
@@ -142,12 +168,21 @@ class Settings(BaseSettings):
         "stripe_api_base",
         "faust_web_port",
         "relay_metrics_port",
+        "vapid_public_key",
+        "bridge_metrics_port",
         mode="before",
     )
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
         # `TULIFO_RABBITMQ_URL=` is how a launcher hands "off" to a child process.
         return None if value == "" else value
+
+    @field_validator("vapid_subject")
+    @classmethod
+    def _vapid_subject_is_a_contact(cls, value: str) -> str:
+        if not value.startswith(("mailto:", "https://")):
+            raise ValueError("TULIFO_VAPID_SUBJECT must be a mailto: or https:// URL")
+        return value
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
@@ -159,6 +194,7 @@ class Settings(BaseSettings):
             "TULIFO_JWT_REFRESH_SECRET": (self.jwt_refresh_secret, DEV_REFRESH_SECRET),
             "TULIFO_STRIPE_WEBHOOK_SECRET": (self.stripe_webhook_secret, DEV_STRIPE_WEBHOOK_SECRET),
             "TULIFO_STRIPE_API_KEY": (self.stripe_api_key, DEV_STRIPE_API_KEY),
+            "TULIFO_VAPID_PRIVATE_KEY": (self.vapid_private_key, DEV_VAPID_PRIVATE_KEY),
         }
         for name, (value, dev_default) in secrets.items():
             if value.get_secret_value() == dev_default:
@@ -171,6 +207,8 @@ class Settings(BaseSettings):
                 problems.append(f"{name} must be at least {MIN_SECRET_BYTES} bytes")
         if self.jwt_access_secret.get_secret_value() == self.jwt_refresh_secret.get_secret_value():
             problems.append("TULIFO_JWT_ACCESS_SECRET and TULIFO_JWT_REFRESH_SECRET must differ")
+        if self.vapid_subject == DEV_VAPID_SUBJECT:
+            problems.append("TULIFO_VAPID_SUBJECT is the development default")
         if "*" in self.cors_origins:
             problems.append("TULIFO_CORS_ORIGINS must not be '*' in production")
         if problems:

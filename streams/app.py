@@ -71,6 +71,8 @@ def create_app(settings: Settings, deps: AgentDeps | None = None) -> faust.App:
         autodiscover=False,
         # Seconds in Faust's current spelling of producer_linger_ms.
         producer_linger=settings.producer_linger_ms / 1000,
+        # Batches the broker has not acked in this long expire and fail the send (not 20 min).
+        producer_request_timeout=settings.kafka_ack_timeout_seconds,
         broker_session_timeout=settings.broker_session_timeout,
         # A dead member is noticed within the session timeout; heartbeats must come well inside.
         broker_heartbeat_interval=1.0,

@@ -5,9 +5,12 @@ free ports."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -27,6 +30,77 @@ from tests.mail import MailCapture
 REDIS_URL = os.environ.get("TULIFO_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 
+# --- pytest-xdist: `-n auto --dist loadgroup` in pyproject.toml's addopts -----------------------
+# Each worker starts its own session fixtures (Tansu, SecantusDB, noida-db, localstripe, a fresh
+# database) and tests make unique names (databases, topic prefixes, Faust app ids, e-mails, IPs,
+# tmp dirs, free ports), so tests may run side by side. What the workers share is the machine's
+# Redis database and its CPUs. The tests of one group run on one worker, one after the other:
+XDIST_GROUPS: dict[str, str] = {
+    # SIGKILL and restart tests: each runs a relay, Faust workers, a broker or a whole `tulifo dev`
+    # on deadlines; two of them at once on a 2-vCPU machine starve each other's deadlines.
+    "tests/streams/test_crashes.py": "process-stacks",
+    "tests/streams/test_replay.py": "process-stacks",
+    "tests/infrastructure/test_dev_recovery.py": "process-stacks",
+    # A module-scoped fixture starting processes or a corpus: once, on one worker, not on both.
+    "tests/streams/test_pipeline.py": "test_pipeline",
+    "tests/streams/test_read_models.py": "test_read_models",
+    "tests/streams/test_matching_search.py": "test_matching_search",
+    "tests/api/test_search.py": "test_search",
+}
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (addopts): two workers for the suite or a directory, none (in-process) for a
+    single file, where starting every service twice costs more than the second CPU saves."""
+    files = {arg.split("::")[0] for arg in config.args}
+    if len(files) == 1 and Path(next(iter(files))).is_file():
+        return 0
+    cpus = os.cpu_count() or 1
+    return 2 if cpus >= 2 else 0
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        group = XDIST_GROUPS.get(item.path.relative_to(config.rootpath).as_posix())
+        if group and not any(item.iter_markers("xdist_group")):
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """An id without the uuid4 for a parameter made with a fresh one at import time (plain or
+    base64url, like tests/api/test_bad_input.py's cursors): every xdist worker must collect the
+    same test ids, or the run stops before its first test."""
+    if not isinstance(val, str):
+        return None
+    text = val
+    if not _UUID.search(text):
+        try:
+            text = base64.urlsafe_b64decode(val + "=" * (-len(val) % 4)).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not _UUID.search(text):
+            return None
+    return re.sub(r"[^\w:+.-]+", "_", _UUID.sub("uuid", text)).strip("_")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The xdist controller empties the test Redis database once, before any worker starts."""
+    if session.config.pluginmanager.has_plugin("dsession"):
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
+        try:
+            client.flushdb()
+        except redis.ConnectionError:
+            pass  # the tests that use Redis fail on their own, naming it
+        finally:
+            client.close()
+
+
 @pytest.fixture(scope="session")
 async def database_url() -> AsyncIterator[str]:
     """A database created for this run and dropped after it, with every migration applied."""
@@ -35,10 +109,14 @@ async def database_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def redis_url() -> AsyncIterator[str]:
-    client = aioredis.from_url(REDIS_URL)
-    await client.flushdb()
-    await client.aclose()
+async def redis_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    # Under pytest-xdist every worker shares this database: the controller empties it once
+    # before they start (pytest_sessionstart above); a worker emptying it would wipe the
+    # other's login counters and revoked sessions mid-test.
+    if not hasattr(request.config, "workerinput"):
+        client = aioredis.from_url(REDIS_URL)
+        await client.flushdb()
+        await client.aclose()
     yield REDIS_URL
 
 

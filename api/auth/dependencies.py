@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.auth import service
 from api.auth.schemas import AuthenticatedUser
 from api.errors import Forbidden, Unauthorized
-from api.state import PoolDep, SettingsDep
+from api.state import PoolDep, RedisDep, SettingsDep
 
 # auto_error=False: a missing or non-Bearer header becomes our 401 envelope, not FastAPI's 403.
 _bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login")
@@ -19,12 +19,15 @@ _bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/
 
 async def get_current_user(
     pool: PoolDep,
+    redis: RedisDep,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> AuthenticatedUser:
     if credentials is None or not credentials.credentials:
         raise Unauthorized("authentication required")
-    return await service.authenticate(pool=pool, settings=settings, token=credentials.credentials)
+    return await service.authenticate(
+        pool=pool, redis=redis, settings=settings, token=credentials.credentials
+    )
 
 
 CurrentUser = Annotated[AuthenticatedUser, Depends(get_current_user)]

@@ -1,4 +1,4 @@
-"""Every SQL statement of the auth domain: accounts and refresh-token families."""
+"""Every SQL statement of the auth domain: accounts and refresh-token families (sessions)."""
 
 from __future__ import annotations
 
@@ -141,3 +141,60 @@ async def revoke_family(
         user_id,
         reason,
     )
+
+
+async def find_family(
+    conn: asyncpg.Connection, *, family_id: uuid.UUID, user_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """A family of `user_id`, live or not; None for another user's or an unknown id."""
+    record: asyncpg.Record | None = await conn.fetchrow(
+        """SELECT id, revoked_at, expires_at FROM refresh_token_families
+            WHERE id = $1 AND user_id = $2""",
+        family_id,
+        user_id,
+    )
+    return record
+
+
+async def live_families(
+    conn: asyncpg.Connection, *, user_id: uuid.UUID, limit: int
+) -> list[asyncpg.Record]:
+    """The user's unrevoked, unexpired families, most recently used (rotated) first."""
+    records: list[asyncpg.Record] = await conn.fetch(
+        """SELECT id, created_at, rotated_at, expires_at FROM refresh_token_families
+            WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+            ORDER BY rotated_at DESC, id
+            LIMIT $2""",
+        user_id,
+        limit,
+    )
+    return records
+
+
+async def revoke_user_families(
+    conn: asyncpg.Connection, *, user_id: uuid.UUID, keep: uuid.UUID | None, reason: str
+) -> int:
+    """Revoke every live family of `user_id` but `keep`; returns how many this call revoked."""
+    status: str = await conn.execute(
+        """UPDATE refresh_token_families
+              SET revoked_at = now(), revoked_reason = $3
+            WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+              AND id IS DISTINCT FROM $2""",
+        user_id,
+        keep,
+        reason,
+    )
+    return int(status.split()[-1])
+
+
+async def families_revoked_within(
+    conn: asyncpg.Connection, *, user_id: uuid.UUID, seconds: int
+) -> list[uuid.UUID]:
+    """Families of `user_id` revoked in the last `seconds`: those whose access tokens may live."""
+    rows = await conn.fetch(
+        """SELECT id FROM refresh_token_families
+            WHERE user_id = $1 AND revoked_at > now() - make_interval(secs => $2)""",
+        user_id,
+        float(seconds),
+    )
+    return [row["id"] for row in rows]

@@ -19,7 +19,8 @@ from api.auth.schemas import (
     TokensOut,
 )
 from api.envelope import Envelope, ok
-from api.state import PoolDep, RedisDep, SettingsDep
+from api.sessions.devices import Device, parse_user_agent
+from api.state import MongoDep, PoolDep, RedisDep, SettingsDep
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -30,9 +31,18 @@ def _client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def _device(request: Request) -> Device:
+    return parse_user_agent(request.headers.get("user-agent"))
+
+
 @router.post("/register", status_code=status.HTTP_201_CREATED)
 async def register(
-    body: RegisterRequest, request: Request, pool: PoolDep, redis: RedisDep, settings: SettingsDep
+    body: RegisterRequest,
+    request: Request,
+    pool: PoolDep,
+    redis: RedisDep,
+    mongo: MongoDep,
+    settings: SettingsDep,
 ) -> Envelope[SessionOut]:
     # As for login: a registration refused for want of a place in the bcrypt queue is not
     # counted against the address. The slot is held through the insert too, a few ms more.
@@ -43,29 +53,66 @@ async def register(
             max_per_ip=settings.register_max_per_ip,
             window_seconds=settings.register_window_seconds,
         )
-        return ok(await service.register(pool=pool, settings=settings, body=body))
+        session = await service.register(
+            pool=pool,
+            mongo=mongo,
+            settings=settings,
+            body=body,
+            device=_device(request),
+            client_ip=_client_ip(request),
+        )
+        return ok(session)
 
 
 @router.post("/login")
 async def login(
-    body: LoginRequest, request: Request, pool: PoolDep, redis: RedisDep, settings: SettingsDep
+    body: LoginRequest,
+    request: Request,
+    pool: PoolDep,
+    redis: RedisDep,
+    mongo: MongoDep,
+    settings: SettingsDep,
 ) -> Envelope[SessionOut]:
     session = await service.login(
-        pool=pool, redis=redis, settings=settings, body=body, client_ip=_client_ip(request)
+        pool=pool,
+        redis=redis,
+        mongo=mongo,
+        settings=settings,
+        body=body,
+        device=_device(request),
+        client_ip=_client_ip(request),
     )
     return ok(session)
 
 
 @router.post("/refresh")
 async def refresh(
-    body: RefreshRequest, pool: PoolDep, settings: SettingsDep
+    body: RefreshRequest,
+    request: Request,
+    pool: PoolDep,
+    redis: RedisDep,
+    mongo: MongoDep,
+    settings: SettingsDep,
 ) -> Envelope[TokensOut]:
-    return ok(await service.refresh(pool=pool, settings=settings, refresh_token=body.refresh_token))
+    pair = await service.refresh(
+        pool=pool,
+        redis=redis,
+        mongo=mongo,
+        settings=settings,
+        refresh_token=body.refresh_token,
+        client_ip=_client_ip(request),
+    )
+    return ok(pair)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
-async def logout(body: RefreshRequest, pool: PoolDep, settings: SettingsDep) -> None:
-    await service.logout(pool=pool, settings=settings, refresh_token=body.refresh_token)
+async def logout(
+    body: RefreshRequest, pool: PoolDep, redis: RedisDep, mongo: MongoDep, settings: SettingsDep
+) -> None:
+    # Ends the session's access tokens too, at once (api/sessions/denylist.py).
+    await service.logout(
+        pool=pool, redis=redis, mongo=mongo, settings=settings, refresh_token=body.refresh_token
+    )
 
 
 @router.get("/me")

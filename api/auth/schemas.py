@@ -148,3 +148,5 @@ class AuthenticatedUser:
     created_at: datetime
     first_name: str = ""
     last_name: str = ""
+    # The session (refresh-token family) of the access token presented.
+    session_id: uuid.UUID | None = None

@@ -1,4 +1,8 @@
-"""Registration, sign-in, token rotation with reuse detection, sign-out, and who is calling."""
+"""Registration, sign-in, token rotation with reuse detection, sign-out, and who is calling.
+
+Each sign-in opens a session (a refresh-token family, api/sessions/): its access tokens stop
+working the moment it is revoked, by sign-out, by its owner from the session list, or on reuse.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +23,14 @@ from api.auth.schemas import (
     UserOut,
     split_name,
 )
-from api.errors import Conflict, Unauthorized
+from api.errors import Conflict, ServiceUnavailable, Unauthorized
+from api.sessions import denylist
+from api.sessions import service as sessions
+from api.sessions.devices import Device
 from api.users import service as users
 from bridges.outbox import append_event
 from infrastructure.database import unit_of_work
+from infrastructure.mongo import MongoDatabase
 from infrastructure.settings import Settings
 from streams.events import new_event
 from streams.users import UserRegistered
@@ -33,7 +41,15 @@ log = logging.getLogger(__name__)
 BAD_CREDENTIALS = "invalid email or password"
 
 
-async def register(*, pool: asyncpg.Pool, settings: Settings, body: RegisterRequest) -> SessionOut:
+async def register(
+    *,
+    pool: asyncpg.Pool,
+    mongo: MongoDatabase,
+    settings: Settings,
+    body: RegisterRequest,
+    device: Device,
+    client_ip: str,
+) -> SessionOut:
     """Create a worker or client account with its profile, and sign it in."""
     password_hash = await passwords.hash_password(body.password, rounds=settings.bcrypt_rounds)
     user_id = uuid.uuid4()
@@ -56,8 +72,39 @@ async def register(*, pool: asyncpg.Pool, settings: Settings, body: RegisterRequ
             jti=jti,
             ttl_seconds=settings.refresh_token_ttl_seconds,
         )
+    return await _signed_in(
+        record,
+        family_id=family_id,
+        jti=jti,
+        mongo=mongo,
+        settings=settings,
+        device=device,
+        client_ip=client_ip,
+    )
+
+
+async def _signed_in(
+    record: asyncpg.Record,
+    *,
+    family_id: uuid.UUID,
+    jti: uuid.UUID,
+    mongo: MongoDatabase,
+    settings: Settings,
+    device: Device,
+    client_ip: str,
+) -> SessionOut:
+    """The answer to a sign-in whose refresh family is committed: its session's device recorded
+    (best effort) and a token pair."""
+    await sessions.open_session(
+        mongo=mongo,
+        settings=settings,
+        session_id=family_id,
+        user_id=record["id"],
+        device=device,
+        ip=client_ip,
+    )
     pair = tokens.issue_pair(
-        user_id=user_id, role=body.role, family_id=family_id, jti=jti, settings=settings
+        user_id=record["id"], role=record["role"], family_id=family_id, jti=jti, settings=settings
     )
     return _session(record, pair)
 
@@ -106,8 +153,10 @@ async def login(
     *,
     pool: asyncpg.Pool,
     redis: aioredis.Redis,
+    mongo: MongoDatabase,
     settings: Settings,
     body: LoginRequest,
+    device: Device,
     client_ip: str,
 ) -> SessionOut:
     """Check the credentials (throttled per email and per IP) and start a new token family."""
@@ -143,13 +192,26 @@ async def login(
             jti=jti,
             ttl_seconds=settings.refresh_token_ttl_seconds,
         )
-    pair = tokens.issue_pair(
-        user_id=user_id, role=record["role"], family_id=family_id, jti=jti, settings=settings
+    return await _signed_in(
+        record,
+        family_id=family_id,
+        jti=jti,
+        mongo=mongo,
+        settings=settings,
+        device=device,
+        client_ip=client_ip,
     )
-    return _session(record, pair)
 
 
-async def refresh(*, pool: asyncpg.Pool, settings: Settings, refresh_token: str) -> TokensOut:
+async def refresh(
+    *,
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    mongo: MongoDatabase,
+    settings: Settings,
+    refresh_token: str,
+    client_ip: str,
+) -> TokensOut:
     """Trade the family's current refresh token for a new pair; a replayed one kills the family."""
     claims = tokens.decode_refresh_token(refresh_token, settings=settings)
     new_jti = uuid.uuid4()
@@ -172,9 +234,13 @@ async def refresh(*, pool: asyncpg.Pool, settings: Settings, refresh_token: str)
             "refresh token reuse: family revoked",
             extra={"user_id": str(reused_by), "family_id": str(claims.family_id)},
         )
+        await _end_reused_session(redis=redis, mongo=mongo, settings=settings, claims=claims)
         raise Unauthorized("refresh token reuse detected; sign in again")
     if rotated is None:
         raise Unauthorized("refresh token is no longer valid; sign in again")
+    await sessions.note_refresh(
+        mongo=mongo, settings=settings, session_id=claims.family_id, ip=client_ip
+    )
     pair = tokens.issue_pair(
         user_id=rotated["user_id"],
         role=rotated["role"],
@@ -185,18 +251,63 @@ async def refresh(*, pool: asyncpg.Pool, settings: Settings, refresh_token: str)
     return _tokens(pair)
 
 
-async def logout(*, pool: asyncpg.Pool, settings: Settings, refresh_token: str) -> None:
-    """Revoke the family of `refresh_token`; its access tokens live out their 15 minutes."""
+async def _end_reused_session(
+    *,
+    redis: aioredis.Redis,
+    mongo: MongoDatabase,
+    settings: Settings,
+    claims: tokens.RefreshClaims,
+) -> None:
+    """Deny the access tokens of a family just revoked for reuse: the thief may hold one."""
+    try:
+        await sessions.end_sessions(
+            redis=redis,
+            mongo=mongo,
+            settings=settings,
+            session_ids=[claims.family_id],
+            reason="reuse",
+        )
+    except ServiceUnavailable:
+        # The answer is 401 whatever happens here. While Redis is down no access token passes
+        # `authenticate` at all; afterwards this family's last one lives out its 15 minutes.
+        log.warning(
+            "could not deny the access tokens of a reused family",
+            extra={"family_id": str(claims.family_id)},
+        )
+
+
+async def logout(
+    *,
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    mongo: MongoDatabase,
+    settings: Settings,
+    refresh_token: str,
+) -> None:
+    """End the session of `refresh_token`: the refresh token and its access tokens, at once."""
     claims = tokens.decode_refresh_token(refresh_token, settings=settings)
     async with unit_of_work(pool) as conn:
         await repository.revoke_family(
             conn, family_id=claims.family_id, user_id=claims.user_id, reason="logout"
         )
+    # Denied even if the family was revoked before: a retried sign-out after a 503 lands here.
+    await sessions.end_sessions(
+        redis=redis,
+        mongo=mongo,
+        settings=settings,
+        session_ids=[claims.family_id],
+        reason="logout",
+    )
 
 
-async def authenticate(*, pool: asyncpg.Pool, settings: Settings, token: str) -> AuthenticatedUser:
-    """The active user an access token speaks for."""
+async def authenticate(
+    *, pool: asyncpg.Pool, redis: aioredis.Redis, settings: Settings, token: str
+) -> AuthenticatedUser:
+    """The active user an access token speaks for, in a session not revoked."""
     claims = tokens.decode_access_token(token, settings=settings)
+    # Before the database: a revoked session's token costs one Redis round trip, nothing more.
+    if await denylist.is_revoked(redis, claims.session_id):
+        raise Unauthorized("this session has been signed out; sign in again")
     async with pool.acquire() as conn:
         record = await repository.get_user(conn, user_id=claims.user_id)
     # Checked on every request, so deactivating an account takes effect at once.
@@ -210,6 +321,7 @@ async def authenticate(*, pool: asyncpg.Pool, settings: Settings, token: str) ->
         created_at=record["created_at"],
         first_name=record["first_name"],
         last_name=record["last_name"],
+        session_id=claims.session_id,
     )
 
 

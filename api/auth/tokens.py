@@ -2,6 +2,9 @@
 
 A refresh token can never authenticate a request twice over: it is signed with the refresh
 secret (the access check fails on the signature) and says `type: refresh` (checked too).
+
+Both tokens name their session, the refresh-token family: `fam` in a refresh token, `sid` in an
+access token, so revoking a session reaches its access tokens too (api/sessions/denylist.py).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ class AccessClaims:
     user_id: uuid.UUID
     role: str
     jti: uuid.UUID
+    # The refresh-token family the token was issued in.
+    session_id: uuid.UUID
 
 
 @dataclass(frozen=True)
@@ -45,10 +50,18 @@ class TokenPair:
     expires_in: int
 
 
-def issue_access_token(*, user_id: uuid.UUID, role: str, settings: Settings) -> str:
-    """A short-lived token that authenticates requests."""
+def issue_access_token(
+    *, user_id: uuid.UUID, role: str, session_id: uuid.UUID, settings: Settings
+) -> str:
+    """A short-lived token that authenticates requests on behalf of session `session_id`."""
     return _encode(
-        {"sub": str(user_id), "role": role, "type": "access", "jti": str(uuid.uuid4())},
+        {
+            "sub": str(user_id),
+            "role": role,
+            "type": "access",
+            "jti": str(uuid.uuid4()),
+            "sid": str(session_id),
+        },
         secret=settings.jwt_access_secret.get_secret_value(),
         ttl=settings.access_token_ttl_seconds,
     )
@@ -76,7 +89,9 @@ def issue_pair(
 ) -> TokenPair:
     """An access token and the refresh token whose `jti` is the family's current one."""
     return TokenPair(
-        access_token=issue_access_token(user_id=user_id, role=role, settings=settings),
+        access_token=issue_access_token(
+            user_id=user_id, role=role, session_id=family_id, settings=settings
+        ),
         refresh_token=issue_refresh_token(
             user_id=user_id, role=role, family_id=family_id, jti=jti, settings=settings
         ),
@@ -87,7 +102,14 @@ def issue_pair(
 def decode_access_token(token: str, *, settings: Settings) -> AccessClaims:
     """The claims of a valid access token; anything else is Unauthorized."""
     claims = _decode(token, secret=settings.jwt_access_secret.get_secret_value(), kind="access")
-    return AccessClaims(user_id=_uuid(claims, "sub"), role=_role(claims), jti=_uuid(claims, "jti"))
+    return AccessClaims(
+        user_id=_uuid(claims, "sub"),
+        role=_role(claims),
+        jti=_uuid(claims, "jti"),
+        # Required, yet checked only here, so an expired token is still reported as expired:
+        # a token without `sid` could not be revoked before it expires, so none is accepted.
+        session_id=_uuid(claims, "sid"),
+    )
 
 
 def decode_refresh_token(token: str, *, settings: Settings) -> RefreshClaims:

@@ -34,7 +34,7 @@ from api.projects.schemas import (
     StatusChange,
 )
 from api.schemas import ExactJsonRoute
-from api.state import PoolDep, SettingsDep
+from api.state import PoolDep, RedisDep, SettingsDep
 
 router = APIRouter(prefix="/projects", tags=["projects"], route_class=ExactJsonRoute)
 
@@ -45,13 +45,16 @@ _optional_bearer = HTTPBearer(auto_error=False)
 
 async def _optional_user(
     pool: PoolDep,
+    redis: RedisDep,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)],
 ) -> AuthenticatedUser | None:
     # No header: the public. A header with a bad token is still a 401, never silently public.
     if credentials is None or not credentials.credentials:
         return None
-    return await auth.authenticate(pool=pool, settings=settings, token=credentials.credentials)
+    return await auth.authenticate(
+        pool=pool, redis=redis, settings=settings, token=credentials.credentials
+    )
 
 
 OptionalUser = Annotated[AuthenticatedUser | None, Depends(_optional_user)]

@@ -234,8 +234,36 @@ def _off() -> ChannelPrefs:
     return ChannelPrefs(email=False, push=False, in_app=False)
 
 
+# The kinds of notification (agents/notification_templates.py KINDS).
+NotificationType = Literal[
+    "welcome",
+    "new_bid",
+    "bid_accepted",
+    "booking_created",
+    "payment_completed",
+    "payment_failed",
+    "delivered",
+    "changes_requested",
+    "dispute_opened",
+    "dispute_resolved",
+    "review_received",
+    "new_message",
+]
+
+
+class ChannelOverride(ApiModel):
+    """A kind's own choice per channel; null (or left out) follows the kind's category."""
+
+    email: bool | None = None
+    push: bool | None = None
+    in_app: bool | None = None
+
+
 class NotificationSettings(ApiModel):
-    """Per category, per channel (email, web push, in-app). Marketing is opt-in."""
+    """Per category, per channel (email, web push, in-app). Marketing is opt-in.
+
+    `channels` switches a channel off for everything; `types` overrides a kind's category
+    (precedence: agents/notification_preferences.py)."""
 
     messages: ChannelPrefs = Field(default_factory=ChannelPrefs)
     bids: ChannelPrefs = Field(default_factory=ChannelPrefs)
@@ -243,6 +271,8 @@ class NotificationSettings(ApiModel):
     payments: ChannelPrefs = Field(default_factory=ChannelPrefs)
     reviews: ChannelPrefs = Field(default_factory=ChannelPrefs)
     marketing: ChannelPrefs = Field(default_factory=_off)
+    channels: ChannelPrefs = Field(default_factory=ChannelPrefs)
+    types: dict[NotificationType, ChannelOverride] = Field(default_factory=dict)
 
 
 class PrivacySettings(ApiModel):

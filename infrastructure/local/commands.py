@@ -42,7 +42,8 @@ DEFAULT_STATE_DIR = Path(".tulifo")
 # The API imports the whole app and opens its pools; 60 s is generous on a cold laptop.
 API_READY_DEADLINE_S = 60.0
 # The processes `tulifo dev` runs next to the API, and the module each needs.
-BACKGROUND = {"worker": "streams.worker", "relay": "bridges.relay"}
+# The bridge runs only while RabbitMQ is on (`_dev`).
+BACKGROUND = {"worker": "streams.worker", "relay": "bridges.relay", "bridge": "bridges.rabbitmq"}
 
 
 def _state_dir(parser: argparse.ArgumentParser) -> None:
@@ -84,6 +85,8 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
             me = [sys.executable, "-m", "infrastructure.cli"]
             api = children.spawn("api", [*me, "api", "--host", host, "--port", str(port)], env)
             for name in background:
+                if name == "bridge" and services.status("rabbitmq").mode is Mode.OFF:
+                    continue  # said loudly in the services' summary
                 children.spawn(name, [*me, name], env)
             _wait_for_api(f"{base_url}/health", lambda: api.alive)
             print(_banner(base_url, services, children.processes), flush=True)
@@ -110,7 +113,9 @@ def _supervise(services: LocalServices, children: Children | None = None) -> int
         # producer state the new one never had: they stop with it and start after it, and the
         # relay then republishes the outbox into the empty broker (bridges/relay.py).
         volatile_kafka = embedded.service == "kafka" and embedded.volatile
-        dependents = [name for name in ("relay", "worker") if volatile_kafka and name in app]
+        dependents = [
+            name for name in ("relay", "worker", "bridge") if volatile_kafka and name in app
+        ]
         if volatile_kafka and children is None:
             # `tulifo services`: the worker and relay run by hand.
             def remind() -> None:

@@ -198,7 +198,8 @@ def probe_smtp(host: str, port: int, timeout: float = PROBE_TIMEOUT_S) -> Probe:
 
 @contextlib.contextmanager
 def _quiet(logger_name: str) -> Iterator[None]:
-    """pika narrates every connection at INFO and a failed one at ERROR; the caller reports once."""
+    """aiormq logs a failed connection at ERROR and aio-pika some at WARNING; the caller reports
+    once."""
     logger = logging.getLogger(logger_name)
     was = logger.level
     logger.setLevel(logging.CRITICAL)
@@ -208,21 +209,24 @@ def _quiet(logger_name: str) -> Iterator[None]:
         logger.setLevel(was)
 
 
+async def _amqp_handshake(url: str, timeout: float) -> None:
+    import aio_pika
+
+    # The handshake itself (connection.start/tune/open) and the close, each bounded.
+    connection = await aio_pika.connect(url, timeout=timeout * 3)
+    await asyncio.wait_for(connection.close(), timeout * 3)
+
+
 def probe_rabbitmq(url: str, timeout: float = PROBE_TIMEOUT_S) -> Probe:
     """An AMQP handshake, so wrong credentials count as "does not answer" with the reason."""
     if not any_port_open(url, 5672, timeout):
         return Probe(False, "nothing listens there")
-    import pika
-    import pika.exceptions
+    import aiormq.exceptions
 
-    params = pika.URLParameters(url)
-    params.socket_timeout = timeout
-    params.stack_timeout = timeout * 3
-    params.connection_attempts = 1
     try:
-        with _quiet("pika"):
-            pika.BlockingConnection(params).close()
-    except pika.exceptions.AMQPError as exc:
+        with _quiet("aiormq"), _quiet("aio_pika"):
+            asyncio.run(_amqp_handshake(url, timeout))
+    except (aiormq.exceptions.AMQPError, OSError, TimeoutError) as exc:
         return Probe(False, f"AMQP handshake failed: {type(exc).__name__} {exc}".strip())
     return Probe(True)
 

@@ -33,6 +33,8 @@ def _claims(account: Account, **overrides: Any) -> dict[str, Any]:
         "iat": now,
         "exp": now + 600,
         "jti": str(uuid.uuid4()),
+        # A session of its own: each forgery below is refused for its own defect, not this one.
+        "sid": str(uuid.uuid4()),
     }
     return {**claims, **overrides}
 

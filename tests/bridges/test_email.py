@@ -67,6 +67,26 @@ async def test_a_message_reaches_the_server_with_its_headers(smtp: MailCapture) 
     assert "Body text" in message.get_payload()
 
 
+async def test_an_html_part_travels_as_the_alternative_to_the_text(smtp: MailCapture) -> None:
+    email = OutgoingEmail(
+        to="ann@example.com",
+        subject="Héllo",
+        text="Plain “text”\n",
+        html="<p>Rich &amp; “text”</p>\n",
+        message_id="<e2.review@tulifo.local>",
+    )
+    await SmtpMailer(smtp_settings(smtp.port)).send(email)
+
+    [message] = smtp.to("ann@example.com")
+    assert message.get_content_type() == "multipart/alternative"
+    parts = {
+        # SMTP lines end in CRLF on the wire.
+        part.get_content_type(): part.get_payload(decode=True).decode().replace("\r\n", "\n")
+        for part in message.get_payload()
+    }
+    assert parts == {"text/plain": "Plain “text”\n", "text/html": "<p>Rich &amp; “text”</p>\n"}
+
+
 async def test_an_unreachable_server_is_temporary() -> None:
     with pytest.raises(EmailUnavailable):
         await SmtpMailer(smtp_settings(free_port()), timeout_s=2).send(an_email())

@@ -14,7 +14,7 @@ import yaml
 from infrastructure.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = ("migrate", "api", "worker", "relay")
+APP = ("migrate", "api", "worker", "relay", "bridge")
 # Where each service URL must point, by the compose service that provides it.
 URL_SETTINGS = {
     "TULIFO_DATABASE_URL": "postgres",

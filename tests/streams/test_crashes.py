@@ -29,6 +29,7 @@ from tests.streams.workers import (
     Worker,
     append_to_outbox,
     balances,
+    consumer_lag,
     event_store,
     pipeline_settings,
     ratings_rows,
@@ -96,10 +97,28 @@ class Stream:
                 + "".join(f"\n  {k}: expected {expected[k]}, got {got[k]}" for k in wrong[:5])
             )
         counts = [dict(await w.fold_counts()) for w in self.workers]
-        return "\n".join(lines) + f"\nfold counts: {counts}"
+        conn = await asyncpg.connect(self.settings.database_url)
+        try:
+            unpublished = await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+            )
+        finally:
+            await conn.close()
+        # Whether the events stopped before Kafka (the relay), before the workers (unconsumed),
+        # or in them.
+        lag = await consumer_lag(self.settings, ["gigs", "reviews"])
+        return (
+            "\n".join(lines)
+            + f"\noutbox rows unpublished: {unpublished}\nfold counts: {counts}\n"
+            + f"the group's offsets:\n{lag}"
+        )
 
     def logs(self) -> str:
-        return "\n".join(f"--- {w.process.name}\n{w.log(3000)}" for w in self.workers)
+        return "\n".join(
+            f"--- {w.process.name}: group and partition changes, warnings and errors\n"
+            f"{w.notable()}\n--- {w.process.name}: last lines\n{w.log(3000)}"
+            for w in self.workers
+        )
 
 
 @pytest.fixture
@@ -118,11 +137,17 @@ async def stream(kafka: str, mongo_url: str, tmp_path: Path) -> AsyncIterator[St
                 worker.process.kill()
 
 
-async def wait_for_the_truth(run: Stream) -> None:
+async def wait_for_the_truth(run: Stream, relay: OutboxRelay | None = None) -> None:
     try:
         await wait_until(run.caught_up, timeout=CATCH_UP_S, interval=0.5, what="the read models")
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{await run.difference()}\n{run.logs()}") from None
+        in_process = (
+            ""
+            if relay is None
+            else f"\nrelay: leader {relay.is_leader}, published {relay.published}, "
+            f"failures {relay.failures}"
+        )
+        raise AssertionError(f"{exc}\n{await run.difference()}{in_process}\n{run.logs()}") from None
 
 
 async def test_a_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(
@@ -152,7 +177,7 @@ async def test_a_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twic
         victim.process.kill()  # SIGKILL: no commit, no flush, no goodbye to the group
         await stream.append(len(stream.events))
 
-        await wait_for_the_truth(stream)
+        await wait_for_the_truth(stream, relay)
     finally:
         await relay.stop()
         await relaying

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -23,7 +24,8 @@ from bridges.relay import OutboxRelay
 from infrastructure.mongo import MongoDatabase, create_mongo_client, mongo_database
 from infrastructure.processes import ManagedProcess
 from infrastructure.settings import Settings
-from streams.events import Event
+from streams.events import Event, new_event
+from streams.reviews import ReviewCreated
 from streams.topics import dead_letter_topic, topic_of
 from tests.bridges.support import append_events, header, read_topics
 from tests.conftest import wait_until
@@ -75,6 +77,11 @@ class Pipeline:
             raise AssertionError(f"{exc}; worker log:\n{self.worker_log()}") from None
 
 
+def ours(record: Any) -> bool:
+    """A dead letter of the notifications agent of the users stream."""
+    return header(record, "dead_letter_agent") == "notifications.welcome"
+
+
 def _env(settings: Settings, names: list[str]) -> dict[str, str]:
     values = settings.model_dump()
     return {f"TULIFO_{name.upper()}": str(values[name]) for name in names}
@@ -114,6 +121,7 @@ async def pipeline(
                 settings,
                 [
                     "env",
+                    "database_url",
                     "kafka_bootstrap",
                     "mongo_url",
                     "mongo_database",
@@ -154,19 +162,24 @@ async def test_a_registered_user_is_welcomed_in_app_and_by_email(pipeline: Pipel
     [mail] = pipeline.mail.to(event.data["email"])
     assert mail["Subject"] == "Welcome to Tulifo Gig"
     assert str(event.event_id) in mail["Message-ID"]
-    assert "Post your first project" in mail.get_payload()
+    [text, html] = mail.get_payload()
+    assert "Post your first project" in text.get_payload(decode=True).decode()
+    assert html.get_content_type() == "text/html"
     # The notification is written before the email is sent.
-    notification = await pipeline.mongo.notifications.find_one({"eventId": str(event.event_id)})
+    notification = await pipeline.mongo.flexwork_notifications.find_one(
+        {"eventId": str(event.event_id)}
+    )
     assert notification is not None
-    assert notification["_id"] == f"{event.event_id}:welcome"
+    assert notification["_id"] == f"{event.event_id}:welcome:{event.data['user_id']}:in_app"
+    assert notification["kind"] == "notification"
     assert notification["userId"] == event.data["user_id"]
     assert notification["type"] == "welcome"
     assert notification["read"] is False
     assert notification["createdAt"] == event.occurred_at.replace(
         microsecond=event.occurred_at.microsecond // 1000 * 1000  # BSON dates hold milliseconds
     )
-    indexes = await pipeline.mongo.notifications.index_information()
-    assert indexes["user_recent"]["key"] == [("userId", 1), ("createdAt", -1)]
+    indexes = await pipeline.mongo.flexwork_notifications.index_information()
+    assert indexes["user_recent"]["key"] == [("userId", 1), ("createdAt", -1), ("_id", -1)]
 
 
 async def test_registering_through_the_api_welcomes_the_new_user(pipeline: Pipeline) -> None:
@@ -194,8 +207,8 @@ async def test_registering_through_the_api_welcomes_the_new_user(pipeline: Pipel
 
     await pipeline.mail_arrives(email, timeout=FIRST_EVENT_DEADLINE_S)
     [mail] = pipeline.mail.to(email)
-    assert "Hi Bo" in mail.get_payload()
-    assert await pipeline.mongo.notifications.count_documents({"userId": user_id}) == 1
+    assert "Hi Bo" in mail.get_payload()[0].get_payload(decode=True).decode()
+    assert await pipeline.mongo.flexwork_notifications.count_documents({"userId": user_id}) == 1
 
 
 async def test_a_redelivered_event_notifies_and_emails_once(pipeline: Pipeline) -> None:
@@ -217,8 +230,59 @@ async def test_a_redelivered_event_notifies_and_emails_once(pipeline: Pipeline) 
 
     assert len(pipeline.mail.to(event.data["email"])) == 1
     mongo = pipeline.mongo
-    assert await mongo.notifications.count_documents({"userId": event.data["user_id"]}) == 1
-    assert await mongo.email_log.count_documents({"_id": f"{event.event_id}:welcome"}) == 1
+    user_id = event.data["user_id"]
+    assert await mongo.flexwork_notifications.count_documents({"userId": user_id}) == 1
+    claim_id = f"{event.event_id}:welcome:{user_id}:email"
+    assert await mongo.email_log.count_documents({"_id": claim_id, "status": "sent"}) == 1
+
+
+async def test_a_review_reaches_the_reviewee_by_email_and_in_app(pipeline: Pipeline) -> None:
+    client_id, worker_id, project_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    worker_email = f"worker-{worker_id.hex[:10]}@example.com"
+    conn = await asyncpg.connect(pipeline.settings.database_url)
+    try:
+        for user_id, email, role, name in (
+            (client_id, f"client-{client_id.hex[:10]}@example.com", "client", "Cleo"),
+            (worker_id, worker_email, "worker", "Will"),
+        ):
+            await conn.execute(
+                "INSERT INTO users (id, email, password_hash, role, name)"
+                " VALUES ($1, $2, 'x', $3, $4)",
+                user_id,
+                email,
+                role,
+                name,
+            )
+        await conn.execute(
+            "INSERT INTO projects (id, client_id, title, budget_cents, currency)"
+            " VALUES ($1, $2, 'Logo & <brand>', 50000, 'USD')",
+            project_id,
+            client_id,
+        )
+    finally:
+        await conn.close()
+    review = ReviewCreated(
+        review_id=uuid.uuid4(),
+        project_id=project_id,
+        reviewer_id=client_id,
+        reviewee_id=worker_id,
+        reviewee_role="worker",
+        rating=4,
+    )
+    event = new_event(review, aggregate_id=worker_id, actor_id=client_id)
+    await append_events(pipeline.settings.database_url, [event])
+
+    await pipeline.mail_arrives(worker_email, timeout=FIRST_EVENT_DEADLINE_S)
+    [mail] = pipeline.mail.to(worker_email)
+    assert mail["Subject"] == "You received a review"
+    [text, html] = mail.get_payload()
+    assert "Cleo rated you 4 of 5 for “Logo & <brand>”." in text.get_payload(decode=True).decode()
+    assert "“Logo &amp; &lt;brand&gt;”" in html.get_payload(decode=True).decode()
+    [notification] = [
+        n async for n in pipeline.mongo.flexwork_notifications.find({"userId": str(worker_id)})
+    ]
+    assert notification["type"] == "review_received"
+    assert notification["eventId"] == str(event.event_id)
 
 
 async def test_poison_is_dead_lettered_with_its_reason_and_the_partition_moves_on(
@@ -241,9 +305,10 @@ async def test_poison_is_dead_lettered_with_its_reason_and_the_partition_moves_o
     parked = await read_topics(
         pipeline.settings.kafka_bootstrap,
         [dead_letter_topic(pipeline.settings.topic_prefix)],
-        until=lambda got: len([r for r in got if r.key == key]) >= 3,
+        until=lambda got: len([r for r in got if r.key == key and ours(r)]) >= 3,
     )
-    mine = sorted((r for r in parked if r.key == key), key=lambda r: r.offset)
+    # The matching and search projections read the users stream too, and park the same poison.
+    mine = sorted((r for r in parked if r.key == key and ours(r)), key=lambda r: r.offset)
     assert [r.value for r in mine] == [garbage, wrong_shape, json.dumps(bad_data).encode()]
     reasons = [header(r, "dead_letter_reason") or "" for r in mine]
     assert reasons[0].startswith("not JSON")
@@ -276,9 +341,9 @@ async def test_poison_in_a_pack_is_dead_lettered_alone_and_its_neighbours_go_on(
     parked = await read_topics(
         pipeline.settings.kafka_bootstrap,
         [dead_letter_topic(pipeline.settings.topic_prefix)],
-        until=lambda got: any(header(r, "event_id") == bad["event_id"] for r in got),
+        until=lambda got: any(header(r, "event_id") == bad["event_id"] and ours(r) for r in got),
     )
-    [record] = [r for r in parked if header(r, "event_id") == bad["event_id"]]
+    [record] = [r for r in parked if header(r, "event_id") == bad["event_id"] and ours(r)]
     assert json.loads(record.value) == bad  # the one event, not the pack
     assert record.key == bad["aggregate_id"].encode()
     assert header(record, "original_index") == "1"

@@ -5,14 +5,17 @@ compared with a recomputation from the event store."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridges.outbox import append_events
@@ -20,9 +23,16 @@ from infrastructure.database import create_pool
 from infrastructure.processes import ManagedProcess, free_port
 from infrastructure.settings import Settings
 from streams.events import Event
+from streams.topics import stream_topic
 from tables import escrow, ratings
 
 REPO = Path(__file__).resolve().parents[2]
+# Consumer group and partition changes, recovery, and anything at WARNING or above.
+_NOTABLE = re.compile(
+    r"rebalanc|assign|revok|generation|Recovery complete|Worker ready|WARNING|ERROR|CRITICAL"
+    r"|Traceback|Exception",
+    re.IGNORECASE,
+)
 
 _PASSED_ON = (
     "env",
@@ -85,6 +95,18 @@ class Worker:
     def log(self, tail: int = 6000) -> str:
         assert self.process.log_path is not None
         return self.process.log_path.read_text(errors="replace")[-tail:]
+
+    def notable(self, limit: int = 60) -> str:
+        """The log's lines about the consumer group, partitions and recovery, and its errors,
+        without the per-event warnings: where a stalled worker stopped and why."""
+        assert self.process.log_path is not None
+        text = self.process.log_path.read_text(errors="replace")
+        lines = [
+            line
+            for line in text.splitlines()
+            if _NOTABLE.search(line) and "agents.folding" not in line
+        ]
+        return "\n".join(lines[-limit:])
 
     async def fold_counts(self) -> dict[tuple[str, str], float]:
         """(agent, outcome) -> events, from the worker's /metrics; empty while it is not up."""
@@ -221,3 +243,27 @@ def pipeline_settings(
         "relay_poll_seconds": 0.1,
     }
     return Settings(**{**values, **extra})
+
+
+async def consumer_lag(settings: Settings, streams: Sequence[str]) -> str:
+    """Per partition of `streams`' topics: the worker group's committed offset against the end
+    of the log. Lag left when a test times out means events were never consumed (or never
+    committed); none means they were consumed and folded wrongly."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.faust_app_id,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        lines = []
+        for stream in streams:
+            topic = stream_topic(stream, settings.topic_prefix)
+            tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+            ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                committed = await consumer.committed(tp)
+                lines.append(f"{tp.topic}[{tp.partition}]: committed {committed}, end {ends[tp]}")
+        return "\n".join(lines)
+    finally:
+        await consumer.stop()

@@ -1,0 +1,1 @@
+"""Web Push subscriptions: the browser's half of the push notification channel."""
