@@ -53,7 +53,6 @@ async def register(
     """Create a worker or client account with its profile, and sign it in."""
     password_hash = await passwords.hash_password(body.password, rounds=settings.bcrypt_rounds)
     user_id = uuid.uuid4()
-    family_id, jti = uuid.uuid4(), uuid.uuid4()
     async with unit_of_work(pool) as conn:
         record = await create_account(
             conn,
@@ -65,13 +64,7 @@ async def register(
             first_name=body.first_name,
             last_name=body.last_name,
         )
-        await repository.create_family(
-            conn,
-            family_id=family_id,
-            user_id=user_id,
-            jti=jti,
-            ttl_seconds=settings.refresh_token_ttl_seconds,
-        )
+        family_id, jti = await _new_family(conn, user_id=user_id, settings=settings)
     return await _signed_in(
         record,
         family_id=family_id,
@@ -81,6 +74,22 @@ async def register(
         device=device,
         client_ip=client_ip,
     )
+
+
+async def _new_family(
+    conn: asyncpg.Connection, *, user_id: uuid.UUID, settings: Settings
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """A new refresh family (a session) for the user, in the caller's transaction: its id and
+    its first token's jti."""
+    family_id, jti = uuid.uuid4(), uuid.uuid4()
+    await repository.create_family(
+        conn,
+        family_id=family_id,
+        user_id=user_id,
+        jti=jti,
+        ttl_seconds=settings.refresh_token_ttl_seconds,
+    )
+    return family_id, jti
 
 
 async def _signed_in(
@@ -183,15 +192,8 @@ async def login(
         raise Unauthorized("this account is deactivated")
     await rate_limit.clear_email_attempts(redis, email=body.email)
     user_id: uuid.UUID = record["id"]
-    family_id, jti = uuid.uuid4(), uuid.uuid4()
     async with unit_of_work(pool) as conn:
-        await repository.create_family(
-            conn,
-            family_id=family_id,
-            user_id=user_id,
-            jti=jti,
-            ttl_seconds=settings.refresh_token_ttl_seconds,
-        )
+        family_id, jti = await _new_family(conn, user_id=user_id, settings=settings)
     return await _signed_in(
         record,
         family_id=family_id,

@@ -136,41 +136,36 @@ def live_api(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
 # Ending sessions would end the one token every other case signs with: those operations sign in
 # afresh for each case (their behaviour is tests/api/test_sessions.py's).
 ENDS_SESSIONS: dict[str, str] = {"method": "DELETE", "path_regex": r"^/api/sessions"}
-
-
-@SCHEMA.exclude(**ENDS_SESSIONS).parametrize()
-@hypothesis_settings(
+CONTRACT = hypothesis_settings(
     max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=list(HealthCheck),
     derandomize=True,
 )
+
+
+@SCHEMA.exclude(**ENDS_SESSIONS).parametrize()
+@CONTRACT
 @pytest.mark.parametrize("role", ["client", "worker"])
 def test_every_answer_is_in_the_contract(
     case: schemathesis.Case, live_api: LiveApi, role: str
 ) -> None:
-    case.call_and_validate(
-        base_url=live_api.url,
-        headers={"Authorization": f"Bearer {live_api.tokens[role]}"},
-        checks=CHECKS,
-        timeout=15,
-    )
+    check(case, live_api, live_api.tokens[role])
 
 
 @SCHEMA.include(**ENDS_SESSIONS).parametrize()
-@hypothesis_settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    derandomize=True,
-)
+@CONTRACT
 @pytest.mark.parametrize("role", ["client", "worker"])
 def test_every_answer_of_ending_a_session_is_in_the_contract(
     case: schemathesis.Case, live_api: LiveApi, role: str
 ) -> None:
+    check(case, live_api, live_api.sign_in(role))
+
+
+def check(case: schemathesis.Case, live_api: LiveApi, token: str) -> None:
     case.call_and_validate(
         base_url=live_api.url,
-        headers={"Authorization": f"Bearer {live_api.sign_in(role)}"},
+        headers={"Authorization": f"Bearer {token}"},
         checks=CHECKS,
         timeout=15,
     )
