@@ -33,6 +33,7 @@ from typing import Any, TypeVar, cast
 
 import faust
 import orjson
+import redis.asyncio as aioredis
 from prometheus_client import Counter
 from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
@@ -100,6 +101,9 @@ class AgentDeps:
     mongo: MongoDatabase
     mailer: Mailer
     retry: RetryPolicy
+    # Live updates (chat, dashboards) go out over Redis pub/sub to every API process; None in
+    # tests of agents that publish nothing live. The client connects on first use.
+    redis: aioredis.Redis | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AgentDeps:
@@ -109,6 +113,7 @@ class AgentDeps:
             mongo=mongo_database(client, settings),
             mailer=SmtpMailer(settings),
             retry=RetryPolicy.from_settings(settings),
+            redis=aioredis.from_url(settings.redis_url, decode_responses=True),
         )
 
 

@@ -26,7 +26,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(settings.database_url)
+        # Requests keep no session state on their connections (no LISTEN, session locks, SET).
+        pool = await create_pool(settings.database_url, reset_sessions=False)
         redis = aioredis.from_url(settings.redis_url, decode_responses=True)
         mongo_client = create_mongo_client(settings)
         mongo = mongo_database(mongo_client, settings)

@@ -6,9 +6,12 @@ are spawned, not forked), so each builds its settings, logging and app from `TUL
 
 from __future__ import annotations
 
+import os
+
 import uvicorn
 from fastapi import FastAPI
 
+from api.auth import passwords
 from infrastructure.logging import configure_logging
 from infrastructure.settings import Settings, get_settings
 
@@ -44,6 +47,9 @@ def serve(
     Proxy headers are off by default: with them on, any client could pick the IP that login
     throttling counts by sending X-Forwarded-For. Turn them on behind a proxy you name.
     """
+    if workers > 1:
+        # Each worker process sizes its bcrypt threads and queue by its share of the machine.
+        os.environ[passwords.PROCESSES_ENV] = str(workers)
     uvicorn.run(
         "api.server:app_from_environment",
         factory=True,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import math
 import os
 import signal
 import sys
@@ -38,6 +39,8 @@ from bench.report import Row, Target, row
 from infrastructure.processes import ManagedProcess, free_port
 
 TARGET_P99_MS = 50.0
+# Our write path's server CPU per write at most this many times the floor's (issue 10).
+FLOOR_RATIO_TARGET = 1.3
 # The achieved rate may fall this short of the offered one (the last answers land after the
 # window closes) and still count as sustained.
 RATE_TOLERANCE = 0.97
@@ -85,10 +88,14 @@ class ApiWriteResult:
     stormy: WriteWindow | None
     outbox_events: int
     writes_sent_ok: int
+    # The same calm load on the floor app (bench/peers/api_floor.py), in the same run.
+    floor: WriteWindow | None = None
 
     def rows(self) -> list[Row]:
         rows: list[Row] = []
         events_note = f"{self.outbox_events:,}/{self.writes_sent_ok:,} outbox events"
+        if self.floor is not None:
+            rows += self._floor_rows(self.floor)
         if self.calm is not None:
             rows += self._write_rows("api-write", self.calm, events_note)
         if self.stormy is not None:
@@ -96,6 +103,18 @@ class ApiWriteResult:
             assert self.stormy.storm is not None
             rows += _login_rows("api-write-storm", self.stormy.storm)
         return rows
+
+    def _floor_rows(self, floor: WriteWindow) -> list[Row]:
+        cores = f"server {floor.cpu.cores(floor.cpu.server_s):.2f} cores"
+        return [
+            row("api-write floor p99", floor.load.latency_ms(99), "ms", note=cores),
+            row(
+                "api-write floor CPU per write",
+                cpu_ms_per_request(floor),
+                "ms",
+                note="bare FastAPI + asyncpg doing the same write (bench/peers/api_floor.py)",
+            ),
+        ]
 
     def _write_rows(self, name: str, window: WriteWindow, events_note: str) -> list[Row]:
         load, rate, cpu = window.load, self.plan.rate, window.cpu
@@ -119,7 +138,21 @@ class ApiWriteResult:
             p99 = dataclasses.replace(p99, verdict="misses", note=f"rate not sustained; {cores}")
         busy = f"machine busy {cpu.cores(cpu.machine_s):.2f} of {os.cpu_count()} cores"
         others = f"others: {cpu.busiest_others()}"
+        per_write = cpu_ms_per_request(window)
+        if self.floor is not None:
+            floor_ms = cpu_ms_per_request(self.floor)
+            ratio = per_write / floor_ms if floor_ms else math.nan
+            per_write_row = row(
+                f"{name} CPU per write / floor",
+                ratio,
+                "x",
+                target=Target("<", FLOOR_RATIO_TARGET, f"< {FLOOR_RATIO_TARGET:g}x the floor"),
+                note=f"{per_write:.2f} ms vs the floor's {floor_ms:.2f} ms of server CPU",
+            )
+        else:
+            per_write_row = row(f"{name} CPU per write", per_write, "ms", note="server CPU")
         return [
+            per_write_row,
             row(f"{name} p50", load.latency_ms(50), "ms"),
             row(f"{name} p95", load.latency_ms(95), "ms"),
             p99,
@@ -140,6 +173,11 @@ class ApiWriteResult:
         ]
 
 
+def cpu_ms_per_request(window: WriteWindow) -> float:
+    """Server CPU milliseconds per answered request in the window."""
+    return 1000 * window.cpu.server_s / window.load.ok if window.load.ok else math.nan
+
+
 def _login_rows(name: str, storm: LoginStorm) -> list[Row]:
     """The logins' own figures: no §6 target (a storm is more than bcrypt can check), but how
     many got in, how long they took, and what the others were told."""
@@ -158,9 +196,10 @@ def _login_rows(name: str, storm: LoginStorm) -> list[Row]:
 
 
 async def measure(
-    env: Environment, plan: Plan, *, calm: bool = True, storm: bool = True
+    env: Environment, plan: Plan, *, calm: bool = True, storm: bool = True, floor: bool = True
 ) -> ApiWriteResult:
-    """The calm window, then the storm window, each as selected, against one server."""
+    """The calm window, then the storm window, each as selected, against one server; then the
+    calm load against the floor app, with the same users and tokens in the same database."""
     assert env.database_url is not None
     storm_logins = int(plan.storm.login_rate * (plan.warmup_s + plan.duration_s)) if storm else 0
     async with api_server(env) as (base_url, server):
@@ -180,6 +219,17 @@ async def measure(
             if storm:
                 warm, stormy_window = await _writes_during_storm(write, plan, pid, base_url, emails)
                 sent_ok += warm.ok + stormy_window.load.ok
+    floor_window = None
+    if floor:
+        async with (
+            api_server(env, module="bench.peers.api_floor") as (floor_url, floor_server),
+            patch_client(
+                plan.client, floor_url, connections=CONNECTIONS, timeout_s=REQUEST_TIMEOUT_S
+            ) as patch,
+        ):
+            floor_write = _profile_writer(patch, tokens)
+            warm, floor_window = await _writes(floor_write, plan, floor_server.popen.pid)
+            sent_ok += warm.ok + floor_window.load.ok
     conn = await asyncpg.connect(env.database_url)
     try:
         events = await conn.fetchval(
@@ -187,7 +237,7 @@ async def measure(
         )
     finally:
         await conn.close()
-    return ApiWriteResult(plan, calm_window, stormy_window, events, sent_ok)
+    return ApiWriteResult(plan, calm_window, stormy_window, events, sent_ok, floor_window)
 
 
 def _profile_writer(patch: Patch, tokens: list[str]) -> Send:
@@ -271,15 +321,18 @@ async def register_users(client: httpx.AsyncClient, count: int) -> list[str]:
 
 @asynccontextmanager
 async def api_server(
-    env: Environment, extra_env: Mapping[str, str] | None = None
+    env: Environment,
+    extra_env: Mapping[str, str] | None = None,
+    *,
+    module: str = "bench.api_server",
 ) -> AsyncIterator[tuple[str, ManagedProcess]]:
-    """The API in a process of its own on a free port, its settings `server_env` and
-    `extra_env`; yields its base URL and the process."""
+    """The API (or another server `module` taking a port) in a process of its own on a free
+    port, its settings `server_env` and `extra_env`; yields its base URL and the process."""
     port = free_port(HOST)
-    log_path = env.workdir / "api.log"
+    log_path = env.workdir / f"{module.rsplit('.', 1)[-1]}.log"
     proc = ManagedProcess.spawn(
         "api",
-        [sys.executable, "-m", "bench.api_server", str(port)],
+        [sys.executable, "-m", module, str(port)],
         env=server_env(env) | dict(extra_env or {}),
         cwd=_REPO,
         log_path=log_path,

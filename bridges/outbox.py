@@ -18,7 +18,7 @@ import asyncpg
 from streams.events import Event
 from streams.topics import stream_of
 
-_APPEND = """
+APPEND_SQL = """
 WITH next AS (
     INSERT INTO outbox_streams (stream, key, last_sequence) VALUES ($3, $4, 1)
     ON CONFLICT (stream, key) DO UPDATE SET last_sequence = outbox_streams.last_sequence + 1
@@ -45,11 +45,11 @@ def _arguments(event: Event) -> tuple[Any, ...]:
 async def append_event(conn: asyncpg.Connection, event: Event) -> int:
     """Record `event` in the caller's transaction (published only if that commits); returns the
     sequence number it got within its aggregate."""
-    sequence: int = await conn.fetchval(_APPEND, *_arguments(event))
+    sequence: int = await conn.fetchval(APPEND_SQL, *_arguments(event))
     return sequence
 
 
 async def append_events(conn: asyncpg.Connection, events: Sequence[Event]) -> None:
     """Record many events in the caller's transaction, in order, in one pipelined round trip
     (imports, replays of history into a test or benchmark database)."""
-    await conn.executemany(_APPEND, [_arguments(event) for event in events])
+    await conn.executemany(APPEND_SQL, [_arguments(event) for event in events])

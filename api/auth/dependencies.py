@@ -5,28 +5,29 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import service
 from api.auth.schemas import AuthenticatedUser
 from api.errors import Forbidden, Unauthorized
-from api.state import PoolDep, RedisDep, SettingsDep
+from api.state import app_state
 
 # auto_error=False: a missing or non-Bearer header becomes our 401 envelope, not FastAPI's 403.
 _bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login")
 
 
 async def get_current_user(
-    pool: PoolDep,
-    redis: RedisDep,
-    settings: SettingsDep,
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> AuthenticatedUser:
     if credentials is None or not credentials.credentials:
         raise Unauthorized("authentication required")
+    # The state straight from the request, not as three more dependencies: every signed-in
+    # request comes through here, and FastAPI solves each dependency at a cost of its own.
+    state = app_state(request)
     return await service.authenticate(
-        pool=pool, redis=redis, settings=settings, token=credentials.credentials
+        pool=state.pool, redis=state.redis, settings=state.settings, token=credentials.credentials
     )
 
 

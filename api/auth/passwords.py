@@ -9,7 +9,8 @@ A login storm asks for more bcrypt than the machine has: at cost 12 one hash hol
 endpoint unchanged meanwhile, and the logins themselves should get a quick answer, not a
 timeout. Three rules (measured in bench/README.md, `api-write-storm`):
 
-- Threads: one fewer than the cores, so the event loop always has a core to run on.
+- Threads: one fewer than the cores, so the event loop always has a core to run on, shared
+  among the API processes of the machine (`tulifo api --workers N`).
 - Priority: the hashing threads are SCHED_IDLE on Linux. bcrypt releases the GIL, so a hash is
   a thread of its own competing for the CPU, and at normal priority it kept its core against
   the event loop, PostgreSQL and whatever else shares the machine. An idle-class thread is
@@ -53,7 +54,23 @@ T = TypeVar("T")
 # bcrypt's own input limit, in bytes of UTF-8.
 BCRYPT_MAX_BYTES = 72
 
-WORKERS = max(1, (os.cpu_count() or 2) - 1)
+# How many API processes share this machine's cores: `tulifo api --workers N` tells each of its
+# processes (api/server.py); set it by hand when a supervisor starts several `tulifo api`.
+PROCESSES_ENV = "TULIFO_API_PROCESSES"
+
+
+def threads_per_process(cpus: int | None, processes_text: str | None) -> int:
+    """One fewer than the cores, split among the API processes: N processes then hash on the
+    cores one would, and each bounds its queue and counts Retry-After by its own share."""
+    try:
+        processes = max(1, int(processes_text or 1))
+    except ValueError:
+        problem = f"{PROCESSES_ENV} must be a whole number, not {processes_text!r}"
+        raise ValueError(problem) from None
+    return max(1, ((cpus or 2) - 1) // processes)
+
+
+WORKERS = threads_per_process(os.cpu_count(), os.environ.get(PROCESSES_ENV))
 _executor: ThreadPoolExecutor | None = None
 _dummy_hashes: dict[int, bytes] = {}
 

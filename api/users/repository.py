@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -82,8 +83,8 @@ async def fetch_profile_and_privacy(
 
 async def update_profile_columns(
     conn: asyncpg.Connection, *, table: str, user_id: uuid.UUID, values: dict[str, Any]
-) -> None:
-    """Set `values` (column -> value) on one profile table row."""
+) -> datetime:
+    """Set `values` (column -> value) on one profile table row; returns its new `updated_at`."""
     allowed = PROFILE_TABLES[table]
     unknown = set(values) - allowed
     if unknown:
@@ -91,11 +92,13 @@ async def update_profile_columns(
     columns = sorted(values)
     assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(columns, start=2))
     key = "id" if table == "users" else "user_id"
-    await conn.execute(
-        f"UPDATE {table} SET {assignments}, updated_at = now() WHERE {key} = $1",
+    updated_at: datetime = await conn.fetchval(
+        f"UPDATE {table} SET {assignments}, updated_at = now() WHERE {key} = $1"
+        " RETURNING updated_at",
         user_id,
         *(values[column] for column in columns),
     )
+    return updated_at
 
 
 async def fetch_settings(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -79,21 +80,24 @@ async def update_profile(
             last = sent.get("last_name", current["last_name"])
             sent["name"] = f"{first} {last}".strip()
         changed = {column: value for column, value in sent.items() if current[column] != value}
+        if not changed:
+            return _profile_out(current)
+        # The answer is the locked row with the changes applied, not a second read of it.
+        updated = {**dict(current), **changed}
         for table, columns in repository.PROFILE_TABLES.items():
             values = {column: changed[column] for column in columns if column in changed}
             if values:
-                await repository.update_profile_columns(
+                stamped = await repository.update_profile_columns(
                     conn, table=table, user_id=user_id, values=values
                 )
-        if changed:
-            event = ProfileUpdated(
-                user_id=user_id, role=role, changed=list(changed), profile=changed
-            )
-            await append_event(conn, new_event(event, aggregate_id=user_id, actor_id=user_id))
-            record = await repository.fetch_profile(conn, user_id=user_id)
-            assert record is not None
-            current = record
-    return _profile_out(current)
+                # A profile's `updated_at` is its profile tables' latest (users' is not one).
+                if table != "users":
+                    updated["updated_at"] = max(
+                        filter(None, (updated["updated_at"], stamped)), default=stamped
+                    )
+        event = ProfileUpdated(user_id=user_id, role=role, changed=list(changed), profile=changed)
+        await append_event(conn, new_event(event, aggregate_id=user_id, actor_id=user_id))
+    return _profile_out(updated)
 
 
 async def get_public_profile(*, pool: asyncpg.Pool, user_id: uuid.UUID) -> PublicWorkerProfile:
@@ -184,7 +188,7 @@ def _refuse_other_roles_fields(body: ProfileUpdate, sent: set[str], role: str) -
         raise Invalid(f"invalid request: {names} not allowed for role {role}", details=details)
 
 
-def _profile_out(record: asyncpg.Record) -> AnyProfile:
+def _profile_out(record: Mapping[str, Any]) -> AnyProfile:
     common: dict[str, Any] = {
         "user_id": record["user_id"],
         "name": record["name"],

@@ -91,3 +91,19 @@ async def test_without_a_stored_hash_nothing_verifies() -> None:
 async def test_hashing_refuses_what_bcrypt_would_truncate() -> None:
     with pytest.raises(ValueError, match="72 bytes"):
         await passwords.hash_password("é" * 37, rounds=4)
+
+
+@pytest.mark.parametrize(
+    ("cpus", "processes", "threads"),
+    [(2, None, 1), (8, None, 7), (8, "1", 7), (8, "2", 3), (8, "4", 1), (2, "4", 1), (None, "", 1)],
+)
+def test_api_processes_share_the_machines_bcrypt_threads(
+    cpus: int | None, processes: str | None, threads: int
+) -> None:
+    # `tulifo api --workers N` sets TULIFO_API_PROCESSES for its processes (api/server.py).
+    assert passwords.threads_per_process(cpus, processes) == threads
+
+
+def test_a_bad_process_count_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="TULIFO_API_PROCESSES"):
+        passwords.threads_per_process(8, "two")

@@ -92,6 +92,9 @@ async def test_a_client_sets_company_and_website(client: httpx.AsyncClient) -> N
     )
     assert data["companyName"] == "Acme Ltd"
     assert data["website"].startswith("https://acme.example")
+    # The answer is built from the locked row and the changes: it must read back the same.
+    again = (await client.get(PROFILE, headers=account.headers)).json()["data"]
+    assert again == data
 
 
 async def test_fields_left_out_keep_their_value_and_null_clears_a_nullable_one(
@@ -244,6 +247,7 @@ async def test_a_user_renames_themselves_and_the_display_name_follows(
     )
     me = (await client.get("/api/auth/me", headers=account.headers)).json()["data"]
     assert (me["name"], me["lastName"]) == ("Ann Lee Smith", "Lee Smith")
+    assert (await client.get(PROFILE, headers=account.headers)).json()["data"] == renamed
     [event] = await outbox_events(db, event_type="profile.updated", key=account.id)
     assert event["data"]["profile"] == {"last_name": "Lee Smith", "name": "Ann Lee Smith"}
 
