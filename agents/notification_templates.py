@@ -28,15 +28,23 @@ import html
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Final, TypeVar
+from datetime import UTC
+from typing import Final, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from streams.bookings import BookingCreated
 from streams.disputes import DisputeOpened, DisputeResolved
-from streams.events import Event, EventData, PoisonEvent
+from streams.events import Event, PoisonEvent
+from streams.messages import MessageSent
 from streams.payments import PaymentCompleted, PaymentFailed
-from streams.projects import BidAccepted, BidSubmitted, ProjectDelivered, ProjectStatusChanged
+from streams.projects import (
+    BidAccepted,
+    BidSubmitted,
+    ProjectDeadlineApproaching,
+    ProjectDelivered,
+    ProjectStatusChanged,
+)
 from streams.reviews import ReviewCreated
 from streams.users import UserRegistered
 
@@ -57,26 +65,11 @@ CATEGORY: Final[dict[str, str | None]] = {
     "dispute_resolved": "projects",
     "review_received": "reviews",
     "new_message": "messages",
+    "deadline_reminder": "projects",
 }
 KINDS: Final = tuple(CATEGORY)
 # A message preview longer than this is cut: a notification points to the message, not holds it.
 PREVIEW_CHARS: Final = 140
-
-
-class MessageSent(EventData):
-    """`message.sent` as notifications read it, until messaging publishes it (it belongs in
-    streams/messages.py then). The message service knows who has a live connection when it
-    stores a message, so it names the recipients who had none: only they are notified."""
-
-    event_type: ClassVar[str] = "message.sent"
-
-    message_id: uuid.UUID
-    conversation_id: uuid.UUID
-    sender_id: uuid.UUID
-    recipient_ids: list[uuid.UUID]
-    offline_recipient_ids: list[uuid.UUID] = Field(default_factory=list)
-    # The start of the text; cut to PREVIEW_CHARS here whatever the publisher sent.
-    preview: str = ""
 
 
 @dataclass(frozen=True)
@@ -388,6 +381,22 @@ def new_message(event: Event, ctx: Context) -> list[Notice]:
     ]
 
 
+def deadline_reminder(event: Event, ctx: Context) -> list[Notice]:
+    due = _parse(ProjectDeadlineApproaching, event)
+    when = due.deadline.astimezone(UTC).strftime("%d %b %Y, %H:%M UTC")
+    return [
+        Notice(
+            "deadline_reminder",
+            party,
+            "Deadline approaching",
+            f"{ctx.project} is due on {when}.",
+            f"/projects/{due.project_id}",
+            "Open the project",
+        )
+        for party in (due.client_id, due.worker_id)
+    ]
+
+
 Template = Callable[[Event, Context], list[Notice]]
 
 TEMPLATES: Final[dict[str, Template]] = {
@@ -403,6 +412,7 @@ TEMPLATES: Final[dict[str, Template]] = {
     "dispute.resolved": dispute_resolved,
     "review.created": review_received,
     "message.sent": new_message,
+    "project.deadline_approaching": deadline_reminder,
 }
 
 

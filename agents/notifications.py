@@ -31,6 +31,7 @@ from typing import Any
 import asyncpg
 import faust
 
+from agents.live import LivePublisher, publish_notification
 from agents.notification_preferences import wants
 from agents.notification_templates import (
     TEMPLATES,
@@ -231,6 +232,8 @@ class Notifier:
         self._pool_lock = asyncio.Lock()
         self._push = push
         self._push_loaded = push is not None
+        # The stored in-app notification also goes to the user's live dashboard (best effort).
+        self.live = LivePublisher(deps.redis)
 
     def push(self) -> PushHook | None:
         if not self._push_loaded:
@@ -291,6 +294,7 @@ class Notifier:
                 policy=deps.retry,
                 what=f"{kind} notification",
             )
+            await publish_notification(self.live, document)
         if wants(prefs, kind=kind, channel="email") and recipient.email:
             email = email_for(event, rendered, recipient, settings=deps.settings)
             await with_retries(

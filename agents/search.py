@@ -40,6 +40,8 @@ PROJECT_TYPES: Final = frozenset(
         "bid.submitted",
         "bid.accepted",
         "bid.withdrawn",
+        # An expired bid leaves the project's bid count (tables/documents.py counts live bids).
+        "bid.expired",
         "dispute.opened",
         "dispute.resolved",
     }

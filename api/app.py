@@ -10,6 +10,8 @@ from fastapi import APIRouter, FastAPI
 
 from api import health
 from api.cors import EnvelopeCORSMiddleware
+from api.dashboard import page as dashboard_page
+from api.dashboard.hub import close_hub as close_dashboard_hub
 from api.handlers import install_error_handlers
 from api.metrics import metrics_endpoint
 from api.middleware import GatewayMiddleware
@@ -38,6 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            # Before the Redis client its subscription uses (api/dashboard/hub.py).
+            await close_dashboard_hub(app)
             if search is not None:
                 await search.close()
             mongo_client.close()
@@ -67,6 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.include_router(health.router)
+    # The live dashboard's page and its files, outside /api (the stream is /api/dashboard).
+    app.include_router(dashboard_page.router)
     for router in _domain_routers():
         app.include_router(router, prefix="/api")
     install_openapi(app)
@@ -79,13 +85,17 @@ def _domain_routers() -> list[APIRouter]:
     from api.bids.router import router as bids_router
     from api.billing.router import router as billing_router
     from api.bookings.router import router as bookings_router
+    from api.dashboard.router import router as dashboard_router
     from api.disputes.router import router as disputes_router
     from api.escrow.router import router as escrow_router
+    from api.jobs.router import router as jobs_router
     from api.matching.router import router as matching_router
+    from api.messages.router import router as messages_router
     from api.notifications.router import router as notifications_router
     from api.payments.router import router as payments_router
     from api.projects.router import router as projects_router
     from api.push.router import router as push_router
+    from api.realtime.router import router as realtime_router
     from api.reviews.router import router as reviews_router
     from api.search.router import router as search_router
     from api.sessions.router import router as sessions_router
@@ -106,6 +116,10 @@ def _domain_routers() -> list[APIRouter]:
         disputes_router,
         billing_router,
         reviews_router,
+        messages_router,
+        realtime_router,
         search_router,
         matching_router,
+        jobs_router,
+        dashboard_router,
     ]

@@ -7,7 +7,8 @@ is the event type (`bid.accepted`, `payment.*`, `#`), instead of reading packs o
   (`<faust_app_id>-rabbitmq-bridge`), from the earliest offset the group has not committed. A
   message is a pack of envelopes or a single one (streams/packing.py); each envelope becomes one
   persistent AMQP message: routing key and `event_type` header = its type, `message_id` = its
-  event_id, `schema_version` header = its version, body = the envelope's JSON.
+  event_id, `schema_version` header = its version, body = the envelope's JSON, less the fields
+  that stay inside the pipeline (`PRIVATE_FIELDS`: what a chat message said).
 - Offsets are committed only once RabbitMQ confirmed every message of the batch (publisher
   confirms). RabbitMQ down or the connection dropped: the batch stays in hand, nothing more is
   read, and the bridge reconnects with capped backoff and publishes the whole batch again. So the
@@ -39,6 +40,7 @@ from bridges.kafka import ProducerFactory, ensure_topics
 from infrastructure.logging import configure_logging
 from infrastructure.settings import Settings
 from streams.events import PoisonEvent
+from streams.messages import FEED_PRIVATE_FIELDS, MessageSent
 from streams.packing import is_pack, unpack
 from streams.topics import STREAMS, dead_letter_topic, stream_topic
 
@@ -75,6 +77,11 @@ class KafkaUnavailable(Exception):
     """A dead letter was not acked by Kafka; the batch was not committed."""
 
 
+# Fields of an event's data that stay inside the pipeline: the feed's subscribers are other
+# services, not the parties a private field belongs to.
+PRIVATE_FIELDS: dict[str, frozenset[str]] = {MessageSent.event_type: FEED_PRIVATE_FIELDS}
+
+
 class Outgoing:
     """One AMQP message to publish, from one envelope."""
 
@@ -83,6 +90,10 @@ class Outgoing:
     def __init__(self, envelope: dict[str, Any]) -> None:
         self.event_type = str(envelope["type"])
         version = envelope.get("version", 1)
+        private = PRIVATE_FIELDS.get(self.event_type)
+        if private and isinstance(envelope.get("data"), dict):
+            data = {k: v for k, v in envelope["data"].items() if k not in private}
+            envelope = {**envelope, "data": data}
         self.message = aio_pika.Message(
             orjson.dumps(envelope),
             content_type="application/json",
@@ -97,7 +108,7 @@ def to_outgoing(envelope: Any, *, stream: str) -> Outgoing:
     """The AMQP message for one envelope, or `PoisonEvent` saying why it cannot have one.
 
     Only what the feed needs is checked (an event_id, a type of this stream, a version): the
-    body is the envelope as the outbox wrote it, not a re-rendering of it.
+    body is the envelope as the outbox wrote it (less its private fields), not a re-rendering.
     """
     if not isinstance(envelope, dict):
         raise PoisonEvent(f"not an event envelope: a JSON {type(envelope).__name__}")

@@ -2,7 +2,7 @@
 
     tulifo dev            local services + migrations + API, worker and relay, until Ctrl-C
     tulifo services       local services only; prints `export TULIFO_...` lines
-    tulifo api|worker|relay|bridge
+    tulifo api|worker|relay|bridge|jobs
     tulifo migrate
     tulifo replay         rebuild topics, tables and read models from the outbox
     tulifo reindex        rebuild the search indices from PostgreSQL
@@ -77,6 +77,14 @@ def _bridge(args: argparse.Namespace, settings: Settings) -> int:
         main(settings)
     except BridgeRefused as exc:
         raise CommandError(str(exc)) from exc
+    return 0
+
+
+def _jobs(args: argparse.Namespace, settings: Settings) -> int:
+    _logging(settings, "jobs")
+    from bridges.jobs import main
+
+    main(settings)
     return 0
 
 
@@ -256,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
         "start when TULIFO_RABBITMQ_URL is empty.",
     )
     bridge.set_defaults(handler=_bridge)
+
+    jobs = sub.add_parser(
+        "jobs",
+        help="run scheduled jobs (MongoDB worker_queue: auto-release, reconciliation, refunds)",
+        description="Claim and run due jobs from the MongoDB collection worker_queue until "
+        "SIGTERM/SIGINT; any number may run side by side (bridges/jobs.py).",
+    )
+    jobs.set_defaults(handler=_jobs)
 
     migrate = sub.add_parser(
         "migrate",

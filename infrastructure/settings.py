@@ -133,6 +133,40 @@ class Settings(BaseSettings):
     # Prometheus endpoint of the bridge process; None serves none.
     bridge_metrics_port: int | None = None
 
+    # --- real-time messaging (api/realtime/): a WebSocket opens with a one-use ticket that lives
+    # this long (a page asks for it just before connecting); every heartbeat refreshes the
+    # socket's presence and closes it once its session is revoked or its access token expired.
+    realtime_ticket_ttl_seconds: int = Field(default=30, ge=1, le=300)
+    realtime_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+
+    # --- scheduled jobs (tables/jobs.py, agents/jobs.py, bridges/jobs.py: `tulifo jobs`)
+    # How long a client has to answer a delivery (accept, ask for changes, dispute) before the
+    # escrow is released to the worker for them: the seed's 14 days.
+    review_window_seconds: float = Field(default=1_209_600, ge=0)
+    # A pending bid expires after this: 14 days, a price and an availability a worker can still
+    # be held to; an open project's client has had two weeks to compare its bids.
+    bid_expiry_seconds: float = Field(default=1_209_600, ge=0)
+    # A PaymentIntent still pending this long after it was created is asked about at Stripe, in
+    # case its webhook was lost: Stripe retries a webhook within minutes, so 10 minutes rarely
+    # does the webhook's work for it.
+    payment_reconcile_after_seconds: float = Field(default=600, ge=0)
+    # Both parties of an awarded project are reminded this long before its deadline: two days
+    # leave time to finish, or to agree on another date.
+    deadline_reminder_seconds: float = Field(default=172_800, ge=0)
+    # How often the periodic sweeps run (stale PaymentIntents, refunds a Stripe outage left
+    # pending).
+    jobs_sweep_seconds: float = Field(default=300, gt=0)
+    # A job failing this many times is dead (admins see it, and may retry it); with the backoff
+    # (30 s doubling to 1 h) ten attempts span ~4 hours.
+    jobs_max_attempts: int = Field(default=10, ge=1)
+    jobs_backoff_first_seconds: float = Field(default=30.0, gt=0)
+    jobs_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    # A runner's claim on a job: renewed while the job runs, so only a dead runner's job is
+    # taken over, this long after its last renewal.
+    jobs_lease_seconds: float = Field(default=60.0, gt=0)
+    # How often an idle runner looks for due jobs.
+    jobs_poll_seconds: float = Field(default=1.0, gt=0)
+
     # --- Stripe
     stripe_api_key: SecretStr = SecretStr(DEV_STRIPE_API_KEY)
     stripe_api_base: str | None = None

@@ -24,7 +24,8 @@ import faust
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agents import client_data, escrow, matching, notifications, ratings, search
+from agents import client_data, escrow, live, matching, messages, notifications, ratings, search
+from agents import jobs as job_scheduling
 from agents.runtime import AgentDeps
 from infrastructure.settings import Settings
 
@@ -36,6 +37,9 @@ AGENT_MODULES: dict[str, Callable[[faust.App, AgentDeps], None]] = {
     "client_data": client_data.register,
     "matching": matching.register,
     "search": search.register,
+    "jobs": job_scheduling.register,
+    "messages": messages.register,
+    "live": live.register,
 }
 # The agents that fold events into the PostgreSQL analytics read models: no outside effect, so a
 # replay may run them over the whole history (with `client_data`, which folds into MongoDB:

@@ -37,6 +37,10 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "project.updated",
     "project.status_changed",
     "bid.withdrawn",
+    # A pending bid nobody accepted within its expiry (the `bid_expiry` job).
+    "bid.expired",
+    # The `deadline_reminder` job: an awarded project's deadline is near.
+    "project.deadline_approaching",
 )
 
 

@@ -108,3 +108,27 @@ class BidWithdrawn(EventData):
     project_id: uuid.UUID
     client_id: uuid.UUID
     worker_id: uuid.UUID
+
+
+class BidExpired(EventData):
+    """A pending bid nobody accepted within `bid_expiry_seconds` of its submission: it can no
+    longer be accepted, and its worker may bid again (the `bid_expiry` job, api/jobs/kinds.py)."""
+
+    event_type: ClassVar[str] = "bid.expired"
+
+    bid_id: uuid.UUID
+    project_id: uuid.UUID
+    client_id: uuid.UUID
+    worker_id: uuid.UUID
+
+
+class ProjectDeadlineApproaching(EventData):
+    """An awarded project's deadline is `deadline_reminder_seconds` away (the
+    `deadline_reminder` job): both parties are told."""
+
+    event_type: ClassVar[str] = "project.deadline_approaching"
+
+    project_id: uuid.UUID
+    client_id: uuid.UUID
+    worker_id: uuid.UUID
+    deadline: datetime

@@ -34,6 +34,8 @@ STREAMS: Final[dict[str, tuple[str, ...]]] = {
         "bid.submitted",
         "bid.accepted",
         "bid.withdrawn",
+        "bid.expired",
+        "project.deadline_approaching",
         "booking.created",
         "payment.completed",
         "payment.failed",
@@ -89,3 +91,17 @@ def dead_letter_topic(prefix: str = "tulifo") -> str:
 def all_topics(prefix: str = "tulifo") -> list[str]:
     """Every topic of the layout, plus the dead-letter topic."""
     return [stream_topic(stream, prefix) for stream in STREAMS] + [dead_letter_topic(prefix)]
+
+
+# --- live dashboards: Redis pub/sub channels, not Kafka topics --------------------------------
+# The live agent (agents/live.py) publishes each update on the channels of the users it is for
+# and on the admins'; every API process subscribes once (api/dashboard/hub.py). Chat keeps to
+# `tulifo:chat:`.
+DASHBOARD_CHANNEL_PREFIX: Final = "tulifo:dashboard:"
+DASHBOARD_ADMIN_CHANNEL: Final = f"{DASHBOARD_CHANNEL_PREFIX}admin"
+DASHBOARD_USER_CHANNEL_PREFIX: Final = f"{DASHBOARD_CHANNEL_PREFIX}user:"
+
+
+def dashboard_user_channel(user_id: object) -> str:
+    """The live channel of one user: `tulifo:dashboard:user:<id>`."""
+    return f"{DASHBOARD_USER_CHANNEL_PREFIX}{user_id}"

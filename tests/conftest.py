@@ -26,6 +26,10 @@ from infrastructure.settings import Settings
 from tests.databases import fresh_database
 from tests.mail import MailCapture
 
+# How long an app's startup and shutdown may take: asgi-lifespan's 5 s default was outrun while
+# the machine's two cores ran browser, crash and pipeline tests side by side.
+APP_LIFESPAN_S = 30.0
+
 # A Redis database of its own, emptied at the start of a run, so tests never see a developer's keys.
 REDIS_URL = os.environ.get("TULIFO_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
@@ -41,11 +45,17 @@ XDIST_GROUPS: dict[str, str] = {
     "tests/streams/test_crashes.py": "process-stacks",
     "tests/streams/test_replay.py": "process-stacks",
     "tests/infrastructure/test_dev_recovery.py": "process-stacks",
+    "tests/streams/test_jobs_pipeline.py": "process-stacks",
+    # Two uvicorn servers, a relay and a worker it SIGKILLs and restarts, for the whole module.
+    "tests/api/test_realtime.py": "process-stacks",
     # A module-scoped fixture starting processes or a corpus: once, on one worker, not on both.
     "tests/streams/test_pipeline.py": "test_pipeline",
     "tests/streams/test_read_models.py": "test_read_models",
     "tests/streams/test_matching_search.py": "test_matching_search",
     "tests/api/test_search.py": "test_search",
+    # A live API, an outbox relay and a live-agent worker per module (tests/browser/live_stack.py).
+    "tests/api/test_dashboard.py": "test_dashboard",
+    "tests/browser/test_dashboard_browser.py": "test_dashboard_browser",
 }
 
 
@@ -185,7 +195,9 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     from api.app import create_app
 
     application = create_app(settings)
-    async with LifespanManager(application):
+    async with LifespanManager(
+        application, startup_timeout=APP_LIFESPAN_S, shutdown_timeout=APP_LIFESPAN_S
+    ):
         yield application
 
 

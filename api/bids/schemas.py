@@ -14,7 +14,7 @@ from api.schemas import ApiModel, DecimalAmount, FieldProblem, filled_in, resolv
 # A year: longer is not a gig but a job, and a typo (3650) is caught.
 MAX_DELIVERY_DAYS: Final = 365
 
-BidStatus = Literal["pending", "accepted", "rejected", "withdrawn"]
+BidStatus = Literal["pending", "accepted", "rejected", "withdrawn", "expired"]
 
 
 DeliveryDays = Annotated[int, Field(strict=True, ge=1, le=MAX_DELIVERY_DAYS)]

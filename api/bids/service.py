@@ -18,7 +18,7 @@ from api.schemas import FieldProblem
 from bridges.outbox import append_event
 from infrastructure.database import unit_of_work
 from streams.events import new_event
-from streams.projects import BidAccepted, BidSubmitted, BidWithdrawn
+from streams.projects import BidAccepted, BidExpired, BidSubmitted, BidWithdrawn
 
 BID_NOT_FOUND = "bid not found"
 
@@ -130,6 +130,34 @@ async def withdraw_bid(
         )
         await append_event(conn, new_event(event, aggregate_id=project_id, actor_id=user.id))
     return _out(withdrawn)
+
+
+async def expire_bid(*, pool: asyncpg.Pool, project_id: uuid.UUID, bid_id: uuid.UUID) -> str | None:
+    """A bid still pending at the end of its expiry (the `bid_expiry` job) expires; emits
+    `bid.expired`. None when it expired now, else why it was left as it is (accepted, rejected,
+    withdrawn or expired before: nothing to do, so running the job twice changes nothing)."""
+    async with unit_of_work(pool) as conn:
+        # Project first, then bid: the lock order of accept, so an accept and an expiry of the
+        # same bid never deadlock, and one of them finds the bid no longer pending.
+        project = await projects.fetch_project(
+            conn, project_id=project_id, viewer_id=None, lock="share"
+        )
+        bid = await repository.fetch_bid(
+            conn, bid_id=bid_id, project_id=project_id, for_update=True
+        )
+        if project is None or bid is None:
+            return "the bid does not exist"
+        if bid["status"] != "pending":
+            return f"the bid is {bid['status']}"
+        await repository.set_status(conn, bid_id=bid_id, status="expired")
+        event = BidExpired(
+            bid_id=bid_id,
+            project_id=project_id,
+            client_id=project["client_id"],
+            worker_id=bid["worker_id"],
+        )
+        await append_event(conn, new_event(event, aggregate_id=project_id))
+    return None
 
 
 async def accept_bid(

@@ -2,7 +2,7 @@
 The one place these rules live; pure, so every rule is testable without a database. Status
 writes go through `api/escrow/repository.py` `move_hold`, which refuses an edge not here.
 
-    unfunded ─payment lands─▶ funded ─client releases─▶ released
+    unfunded ─payment lands─▶ funded ─client releases (or the review window lapses)─▶ released
                                 │  ─a party disputes─▶ frozen ─admin releases─▶ released
                                 │                        │
                                 ├─refund pinned─▶ refunding ◀─refund pinned (admin)─┘
@@ -41,6 +41,9 @@ MOVES: Final[tuple[Move, ...]] = (
     Move("funded", "frozen", "worker"),
     # The client accepts the work by paying the worker (api/escrow/service.py).
     Move("funded", "released", "client"),
+    # The client left a delivery unanswered for the whole review window: the platform releases
+    # it for them (the `auto_release` job, bridges/jobs.py), as the seed's worker service does.
+    Move("funded", "released", "system"),
     # A dispute resolved wholly for the worker: no refund, settled at once.
     Move("frozen", "released", "admin"),
     # A refund pinned before Stripe is called (api/escrow/refunds.py): the client cancelling,

@@ -103,6 +103,60 @@ async def release_escrow(
         return await _with_movements(conn, view)
 
 
+async def release_after_review_window(
+    *, pool: asyncpg.Pool, project_id: uuid.UUID, delivery_event_id: uuid.UUID
+) -> str | None:
+    """The client did not answer the delivery `delivery_event_id` (a `project.delivered`) within
+    the review window: release the hold for them, exactly as their own release would (the same
+    payout, `escrow.released`, project completed), with the platform as the actor.
+
+    Nothing happens, and the reason is returned, when the answer came after all: the project is
+    no longer delivered (changes requested, disputed, completed), a later delivery replaced this
+    one (it has a window of its own), or the hold is not funded (released, frozen, refunded).
+    Under the same locks as `release_escrow`, so it and a client's release never both pay."""
+    async with unit_of_work(pool) as conn:
+        project = await repository.lock_project(conn, project_id=project_id)
+        if project is None:
+            return "the project does not exist"
+        escrow = await repository.lock_escrow_of_project(conn, project_id=project_id)
+        if project["status"] != "delivered":
+            return f"the project is {project['status']}, not delivered"
+        # The project's events in the event store (outbox_stream_sequence index): its last
+        # delivery is the one the client has yet to answer.
+        latest = await conn.fetchval(
+            """SELECT event_id FROM outbox
+                WHERE stream = 'gigs' AND key = $1 AND event_type = 'project.delivered'
+                ORDER BY sequence DESC LIMIT 1""",
+            str(project_id),
+        )
+        if latest != delivery_event_id:
+            return "a later delivery has its own review window"
+        if escrow is None or escrow["status"] != "funded":
+            return f"the escrow is {escrow['status'] if escrow else 'missing'}, not funded"
+        await settlement.pay_worker(
+            conn,
+            escrow=escrow,
+            amount_cents=escrow["amount_cents"],
+            fee_cents=escrow["fee_cents"],
+            dispute_id=None,
+            actor_id=None,
+        )
+        await repository.move_hold(
+            conn, escrow_id=escrow["id"], source="funded", target="released", actor="system"
+        )
+        # The project's own move stays the client's: their silence through the window is their
+        # acceptance of the delivery (api/projects/lifecycle.py has no platform move there).
+        await settlement.move_project(
+            conn,
+            project=project,
+            to_status="completed",
+            actor="client",
+            how="release_escrow",
+            actor_id=None,
+        )
+    return None
+
+
 async def claim_cancellation_refund(
     conn: asyncpg.Connection, *, project_id: uuid.UUID, actor_id: uuid.UUID | None
 ) -> uuid.UUID | None:

@@ -26,7 +26,8 @@ async def pay_worker(
     amount_cents: int,
     fee_cents: int,
     dispute_id: uuid.UUID | None,
-    actor_id: uuid.UUID,
+    # None: the platform itself (a release the review window made, api/escrow/service.py).
+    actor_id: uuid.UUID | None,
 ) -> uuid.UUID:
     """Owe the worker `amount_cents - fee_cents` of the hold; the platform keeps `fee_cents`.
 
@@ -97,7 +98,7 @@ async def move_project(
     to_status: str,
     actor: Actor,
     how: How,
-    actor_id: uuid.UUID,
+    actor_id: uuid.UUID | None,
 ) -> None:
     """Move a locked project on from the status it was read in, and say so on
     `project.status_changed`, so the project read models follow the moves money makes (release,

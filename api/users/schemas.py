@@ -248,6 +248,7 @@ NotificationType = Literal[
     "dispute_resolved",
     "review_received",
     "new_message",
+    "deadline_reminder",
 ]
 
 

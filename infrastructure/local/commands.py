@@ -43,7 +43,12 @@ DEFAULT_STATE_DIR = Path(".tulifo")
 API_READY_DEADLINE_S = 60.0
 # The processes `tulifo dev` runs next to the API, and the module each needs.
 # The bridge runs only while RabbitMQ is on (`_dev`).
-BACKGROUND = {"worker": "streams.worker", "relay": "bridges.relay", "bridge": "bridges.rabbitmq"}
+BACKGROUND = {
+    "worker": "streams.worker",
+    "relay": "bridges.relay",
+    "bridge": "bridges.rabbitmq",
+    "jobs": "bridges.jobs",
+}
 
 
 def _state_dir(parser: argparse.ArgumentParser) -> None:

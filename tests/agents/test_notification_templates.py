@@ -12,7 +12,6 @@ from agents.notification_templates import (
     KINDS,
     TEMPLATES,
     Context,
-    MessageSent,
     Notice,
     Party,
     money,
@@ -23,6 +22,7 @@ from api.users.schemas import NotificationSettings, NotificationType
 from streams.bookings import BookingCreated
 from streams.disputes import DisputeOpened, DisputeResolved
 from streams.events import Event, EventData, PoisonEvent, new_event
+from streams.messages import MessageSent
 from streams.payments import PaymentCompleted, PaymentFailed
 from streams.projects import BidAccepted, BidSubmitted, ProjectDelivered, ProjectStatusChanged
 from streams.reviews import ReviewCreated

@@ -16,6 +16,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from infrastructure.settings import Settings
+from tests.conftest import APP_LIFESPAN_S
 
 PASSWORD = "correct horse battery"
 
@@ -39,7 +40,9 @@ async def api_of_its_own(settings: Settings) -> AsyncIterator[FastAPI]:
     from api.app import create_app
 
     application = create_app(settings)
-    async with LifespanManager(application):
+    async with LifespanManager(
+        application, startup_timeout=APP_LIFESPAN_S, shutdown_timeout=APP_LIFESPAN_S
+    ):
         yield application
 
 

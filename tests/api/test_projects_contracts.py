@@ -35,6 +35,8 @@ def test_every_gig_record_has_a_topic() -> None:
         "bid.submitted",
         "bid.accepted",
         "bid.withdrawn",
+        "bid.expired",
+        "project.deadline_approaching",
         "booking.created",
         "review.created",
     }

@@ -52,6 +52,7 @@ ESCROW_MOVES_USED = {
     ("funded", "frozen", "client"),
     ("funded", "frozen", "worker"),
     ("funded", "released", "client"),
+    ("funded", "released", "system"),
     ("frozen", "released", "admin"),
     ("funded", "refunding", "client"),
     ("funded", "refunding", "system"),

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 
 from bridges.kafka import ensure_topics
 from bridges.outbox import append_events
-from bridges.rabbitmq import AGENT_NAME, BridgeRefused, RabbitBridge
+from bridges.rabbitmq import AGENT_NAME, BridgeRefused, RabbitBridge, to_outgoing
 from bridges.relay import OutboxRelay
 from infrastructure.database import create_pool, unit_of_work
 from infrastructure.processes import ManagedProcess
@@ -326,3 +326,22 @@ async def test_poison_is_dead_lettered_and_the_events_after_it_still_arrive(
         assert header(record, "dead_letter_agent") == AGENT_NAME
         assert header(record, "original_topic") == users
         assert header(record, "original_partition") == str(partition)
+
+
+def test_the_feed_carries_a_message_sent_without_what_the_message_said() -> None:
+    # Subscribers to the feed are other services, not the conversation's parties.
+    envelope = {
+        "event_id": str(uuid.uuid4()),
+        "type": "message.sent",
+        "version": 1,
+        "aggregate_id": str(uuid.uuid4()),
+        "data": {"message_id": str(uuid.uuid4()), "content": "my address is", "preview": "my ad"},
+    }
+    body = orjson.loads(to_outgoing(envelope, stream="messages").message.body)
+    assert set(body["data"]) == {"message_id"}
+    assert {k: v for k, v in body.items() if k != "data"} == {
+        k: v for k, v in envelope.items() if k != "data"
+    }
+    # Other events go as the outbox wrote them.
+    review = {**envelope, "type": "review.created", "data": {"comment": "great work"}}
+    assert orjson.loads(to_outgoing(review, stream="reviews").message.body) == review

@@ -25,14 +25,14 @@ from tables import documents, matching, search
 from tests.api.conftest import Account, bearer, register
 from tests.api.gigs import data, make_admin
 from tests.bridges.support import append_events
-from tests.conftest import wait_until
+from tests.conftest import APP_LIFESPAN_S, wait_until
 from tests.databases import fresh_database
 from tests.streams.gig_factories import review
 from tests.streams.workers import Worker, pipeline_settings, spawn_worker
 
 # Joining the group and the first assignment take seconds on Tansu; later changes come fast.
-FIRST_DEADLINE_S = 60.0
-DEADLINE_S = 30.0
+FIRST_DEADLINE_S = 30.0
+DEADLINE_S = 60.0
 AGENTS = "ratings,matching,search"
 
 
@@ -83,7 +83,9 @@ async def stack(
         es = AsyncElasticsearch(elasticsearch_url)
         try:
             async with (
-                LifespanManager(app),
+                LifespanManager(
+                    app, startup_timeout=APP_LIFESPAN_S, shutdown_timeout=APP_LIFESPAN_S
+                ),
                 httpx.AsyncClient(
                     transport=httpx.ASGITransport(app=app), base_url="http://testserver"
                 ) as http,
@@ -394,11 +396,20 @@ async def test_a_sigkilled_worker_leaves_rankings_and_indices_as_the_write_side_
         await pool.close()
     index = search.WORKERS.name(stack.settings.search_index_prefix)
 
+    off: list[str] = []
+
     async def indexed() -> bool:
+        off.clear()
         for worker_id, doc in truth.items():
             got = await stack.es.options(ignore_status=404).get(index=index, id=worker_id)
             if not got.get("found") or got["_source"] != doc.source():
-                return False
-        return True
+                off.append(f"{worker_id}: indexed {got.get('_source')}, written {doc.source()}")
+        return not off
 
-    await wait_until(indexed, timeout=DEADLINE_S, what="search documents as the write side says")
+    try:
+        # After the rankings: the restarted worker has caught up, its search agent included.
+        await wait_until(indexed, timeout=FIRST_DEADLINE_S, what="search documents as written")
+    except AssertionError as exc:
+        found = "\n".join(off[:3])
+        log = stack.worker.log()
+        raise AssertionError(f"{exc}; {len(off)} off, e.g.\n{found}\nworker log:\n{log}") from None

@@ -28,7 +28,7 @@ from streams.events import Event, new_event
 from streams.reviews import ReviewCreated
 from streams.topics import dead_letter_topic, topic_of
 from tests.bridges.support import append_events, header, read_topics
-from tests.conftest import wait_until
+from tests.conftest import APP_LIFESPAN_S, wait_until
 from tests.databases import fresh_database
 from tests.mail import MailCapture
 from tests.streams.factories import user_registered
@@ -188,7 +188,7 @@ async def test_registering_through_the_api_welcomes_the_new_user(pipeline: Pipel
     app = create_app(pipeline.settings)
     email = f"api-{uuid.uuid4().hex[:10]}@example.com"
     async with (
-        LifespanManager(app),
+        LifespanManager(app, startup_timeout=APP_LIFESPAN_S, shutdown_timeout=APP_LIFESPAN_S),
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://testserver"
         ) as client,

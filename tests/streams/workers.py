@@ -37,6 +37,9 @@ _NOTABLE = re.compile(
 _PASSED_ON = (
     "env",
     "database_url",
+    # The agents publish live updates there (agents/live.py, agents/messages.py): the test's
+    # Redis database, never the machine's default one.
+    "redis_url",
     "kafka_bootstrap",
     "mongo_url",
     "mongo_database",

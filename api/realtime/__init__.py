@@ -1,0 +1,1 @@
+"""Live connections: WebSocket sockets, rooms fanned out over Redis pub/sub, presence."""
