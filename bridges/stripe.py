@@ -78,6 +78,9 @@ class PaymentIntent:
     status: str
     amount_cents: int
     currency: str
+    # Why the latest attempt failed (Stripe's `last_payment_error`: code, decline_code,
+    # message, ...), None when none did.
+    last_payment_error: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -300,12 +303,15 @@ def _is_stale(signature: str, tolerance: int) -> bool:
 
 
 def _intent(intent: Any) -> PaymentIntent:
+    # A StripeObject, not a dict: attributes, and `to_dict()` for a plain copy.
+    error = getattr(intent, "last_payment_error", None)
     return PaymentIntent(
         id=intent.id,
         client_secret=intent.client_secret,
         status=intent.status,
         amount_cents=int(intent.amount),
         currency=str(intent.currency).upper(),
+        last_payment_error=error.to_dict() if error else None,
     )
 
 

@@ -38,6 +38,7 @@ from redis.exceptions import RedisError
 from api.errors import ServiceUnavailable
 from api.sessions.denylist import revoked_key
 from api.state import app_state
+from infrastructure.tasks import stop_task
 from streams.topics import DASHBOARD_ADMIN_CHANNEL as ADMIN_CHANNEL
 from streams.topics import DASHBOARD_USER_CHANNEL_PREFIX
 
@@ -220,7 +221,7 @@ class DashboardHub:
                     log.info("dashboard subscription restored")
                 failures = 0
                 next_sweep = loop.time() + SWEEP_INTERVAL_S
-                while True:
+                while not self._closed:
                     wait = max(0.0, next_sweep - loop.time())
                     message = await pubsub.get_message(timeout=wait)
                     kind = None if message is None else message["type"]
@@ -261,9 +262,7 @@ class DashboardHub:
         self._ready.clear()
         self._end_all("shutdown")
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
 
 
 def hub_of(request: Request) -> DashboardHub:

@@ -8,8 +8,8 @@ leans on a write side that already refuses to apply twice: a release moves the h
     auto_release         the client left a delivery unanswered for the review window: release
                          the escrow for them (api/escrow/service.py)
     reconcile_payments   periodic: PaymentIntents still pending a while after their creation are
-                         asked about at Stripe; a success whose webhook never came is applied by
-                         the webhook's own code (api/payments/webhooks.py)
+                         asked about at Stripe; a success or a failed attempt whose webhook never
+                         came is applied by the webhook's own code (api/payments/webhooks.py)
     retry_pending_refunds periodic: refunds a Stripe outage left pinned are made
                          (api/escrow/refunds.py)
     bid_expiry           a bid still pending `bid_expiry_seconds` after its submission expires
@@ -125,7 +125,7 @@ async def deadline_reminder(work: JobWork, job: Job) -> str | None:
 
 
 _STALE_INTENTS = """
-SELECT p.stripe_payment_intent_id
+SELECT p.stripe_payment_intent_id, p.status
   FROM payments p JOIN escrow_holds e ON e.id = p.escrow_id
  WHERE p.status <> 'succeeded' AND e.status = 'unfunded'
    AND p.created_at < now() - make_interval(secs => $1)
@@ -139,20 +139,56 @@ def stripe_event_for(intent: PaymentIntent) -> dict[str, Any]:
     """The `payment_intent.succeeded` Stripe would have sent for `intent`, for the webhook's own
     code. Its id is ours and fixed per intent, so the webhook ledger takes it once; a real
     webhook arriving later finds the payment succeeded and changes nothing."""
+    return _synthetic_event(f"reconcile_{intent.id}", "payment_intent.succeeded", intent)
+
+
+def failure_event_for(intent: PaymentIntent) -> dict[str, Any]:
+    """The `payment_intent.payment_failed` Stripe would have sent for `intent`'s latest failed
+    attempt. Its id names the attempt (the charge, else the payment method), so the ledger takes
+    each failure once and a later attempt's failure is not mistaken for it."""
+    error = intent.last_payment_error or {}
+    attempt = error.get("charge") or _id_of(error.get("payment_method")) or error.get("code")
+    return _synthetic_event(
+        f"reconcile_failed_{intent.id}_{attempt}", "payment_intent.payment_failed", intent
+    )
+
+
+def _id_of(value: Any) -> Any:
+    return value.get("id") if isinstance(value, dict) else value
+
+
+def _synthetic_event(event_id: str, event_type: str, intent: PaymentIntent) -> dict[str, Any]:
+    succeeded = intent.status == "succeeded"
     return {
-        "id": f"reconcile_{intent.id}",
-        "type": "payment_intent.succeeded",
+        "id": event_id,
+        "type": event_type,
         "data": {
             "object": {
                 "id": intent.id,
                 "object": "payment_intent",
                 "status": intent.status,
                 "amount": intent.amount_cents,
-                "amount_received": intent.amount_cents,
+                "amount_received": intent.amount_cents if succeeded else 0,
                 "currency": intent.currency.lower(),
+                "last_payment_error": intent.last_payment_error,
             }
         },
     }
+
+
+def lost_webhook(intent: PaymentIntent, our_status: str) -> dict[str, Any] | None:
+    """The event Stripe sent for `intent` that our side evidently never got, or None: a success
+    we have not recorded, or a failed attempt on a payment we still think pending (one we marked
+    failed already is the client's to retry, with a new intent)."""
+    if intent.status == "succeeded":
+        return stripe_event_for(intent)
+    if (
+        intent.status == "requires_payment_method"
+        and intent.last_payment_error
+        and our_status == "pending"
+    ):
+        return failure_event_for(intent)
+    return None  # not paid (yet): the client may still pay; asked again next sweep
 
 
 async def reconcile_payments(work: JobWork, job: Job) -> str | None:
@@ -169,11 +205,10 @@ async def reconcile_payments(work: JobWork, job: Job) -> str | None:
         intent_id: str = row["stripe_payment_intent_id"]
         try:
             intent = await work.stripe.retrieve_payment_intent(intent_id)
-            if intent.status != "succeeded":
-                continue  # not paid (yet): the client may still pay; asked again next sweep
-            ack = await handle_event(
-                pool=work.pool, stripe=work.stripe, event=stripe_event_for(intent)
-            )
+            event = lost_webhook(intent, row["status"])
+            if event is None:
+                continue
+            ack = await handle_event(pool=work.pool, stripe=work.stripe, event=event)
         except StripeFailure as exc:
             if exc.retryable:  # Stripe unreachable: the sweep is retried with backoff
                 failures.append(f"{intent_id}: {exc}")
@@ -183,7 +218,9 @@ async def reconcile_payments(work: JobWork, job: Job) -> str | None:
         except Exception as exc:  # one intent's trouble does not stop the others
             failures.append(f"{intent_id}: {type(exc).__name__}: {exc}")
             continue
-        log.warning("PaymentIntent %s succeeded without its webhook: %s", intent_id, ack.outcome)
+        log.warning(
+            "PaymentIntent %s %s without its webhook: %s", intent_id, intent.status, ack.outcome
+        )
         applied += ack.outcome == "applied"
     if failures:
         raise RuntimeError(f"{len(failures)} of {len(rows)} intents not reconciled: {failures}")

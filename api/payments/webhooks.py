@@ -211,6 +211,10 @@ async def _intent_failed(
     if payment["status"] == "succeeded":
         # Events arrive in any order: a failed attempt reported after the success is history.
         return Effect("ignored", "the payment already succeeded", payment["id"])
+    if payment["status"] == "failed":
+        # Recorded already, by this webhook's earlier delivery under another event id or by the
+        # reconciliation sweep (api/jobs/kinds.py): the client was told once.
+        return Effect("ignored", "the payment already failed", payment["id"])
     error = intent.get("last_payment_error") or {}
     code = error.get("decline_code") or error.get("code")
     message = error.get("message")

@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket
 
+from infrastructure.tasks import stop_task
 from streams.messages import CHANNEL_PREFIX, room_channel
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class Hub:
         self._own_channel = f"{CHANNEL_PREFIX}hub:{uuid.uuid4().hex}"
         self._pubsub: Any = None
         self._reader: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         """Start reading; Redis need not be up yet (the reader subscribes once it is)."""
@@ -90,10 +92,9 @@ class Hub:
         self._reader = asyncio.create_task(self._read_forever(), name="realtime-hub")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await stop_task(self._reader)
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.aclose()
@@ -157,7 +158,7 @@ class Hub:
     async def _read_forever(self) -> None:
         failures = 0
         subscribed = False
-        while True:
+        while not self._stopping:
             try:
                 if not subscribed:
                     async with self._lock:

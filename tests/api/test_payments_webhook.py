@@ -202,6 +202,33 @@ async def test_a_declined_card_marks_the_payment_failed_with_stripes_reason(
     assert again["status"] == "pending"
 
 
+async def test_a_failure_reported_twice_is_recorded_once(
+    client: httpx.AsyncClient,
+    stripe_api: stripe.StripeClient,
+    webhook_secret: str,
+    db: asyncpg.Connection,
+) -> None:
+    # Stripe's redelivery under another event id, or the reconciliation sweep before it
+    # (api/jobs/kinds.py): the client hears of the decline once.
+    gig = await book_gig(client)
+    intent = await create_intent(client, gig)
+    declined = await confirm_card(
+        stripe_api, intent["paymentIntentId"], card="pm_card_chargeCustomerFail"
+    )
+    outcomes = [
+        (
+            await send_webhook(
+                client,
+                stripe_event("payment_intent.payment_failed", declined),
+                secret=webhook_secret,
+            )
+        ).json()["data"]["outcome"]
+        for _ in range(2)
+    ]
+    assert outcomes == ["applied", "ignored"]
+    assert len(await outbox_events(db, event_type="payment.failed", key=gig.project_id)) == 1
+
+
 async def test_a_failure_reported_after_the_success_is_ignored(
     client: httpx.AsyncClient,
     stripe_api: stripe.StripeClient,

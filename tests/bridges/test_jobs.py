@@ -392,6 +392,54 @@ async def test_a_payment_whose_webhook_was_lost_is_reconciled_once(
     assert (await escrow_row(db, gig))["status"] == "released"
 
 
+async def test_a_declined_payment_whose_webhook_was_lost_is_failed_once(
+    api: FastAPI,
+    http: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    queue: MongoDatabase,
+    stripe_api: Any,
+    job_settings: Settings,
+) -> None:
+    gig = await book_gig(http)
+    intent = await create_intent(http, gig)
+    declined = await confirm_card(
+        stripe_api, intent["paymentIntentId"], card="pm_card_chargeCustomerFail"
+    )
+    assert declined["status"] == "requires_payment_method"
+    # Stripe's payment_failed webhook never arrives; the client hears nothing of the decline.
+    await db.execute(
+        "UPDATE payments SET created_at = now() - interval '2 days' WHERE escrow_id = $1",
+        gig.escrow_id,
+    )
+    settings = job_settings.model_copy(update={"payment_reconcile_after_seconds": 86_400})
+    runner = runner_on(api, settings, queue, "r1")
+    await runner.prepare()
+    await drain(runner)
+
+    payment = await db.fetchrow(
+        "SELECT status, failure_code FROM payments WHERE escrow_id = $1", gig.escrow_id
+    )
+    assert payment is not None and payment["status"] == "failed"
+    assert payment["failure_code"]  # Stripe's reason, as the webhook would have recorded it
+    assert (await escrow_row(db, gig))["status"] == "unfunded"
+    failed = await outbox_events(db, event_type="payment.failed", key=gig.project_id)
+    assert len(failed) == 1
+
+    # The next sweep, and the late webhook, change nothing more.
+    sweep = await store.get_job(queue, store.job_id(RECONCILE_PAYMENTS, "periodic"))
+    assert sweep is not None
+    await queue[store.WORKER_QUEUE].update_one(
+        {"_id": sweep.id}, {"$set": {"nextRunAt": datetime.now(UTC) - timedelta(seconds=1)}}
+    )
+    await drain(runner)
+    secret = job_settings.stripe_webhook_secret.get_secret_value()
+    late = await send_webhook(
+        http, stripe_event("payment_intent.payment_failed", declined), secret=secret
+    )
+    assert late.json()["data"]["outcome"] == "ignored", late.text
+    assert len(await outbox_events(db, event_type="payment.failed", key=gig.project_id)) == 1
+
+
 async def schedule_from_outbox(
     db: asyncpg.Connection, queue: MongoDatabase, settings: Settings, event_type: str, key: Any
 ) -> list[str]:
