@@ -102,6 +102,35 @@ class Stream:
             unpublished = await conn.fetchval(
                 "SELECT count(*) FROM outbox WHERE published_at IS NULL"
             )
+            # For each wrong rating: the sequence its row says it reflects against the reviews
+            # the event store has (a row at the last sequence with too few reviews was folded
+            # wrong; one behind was never written), and what the workers logged of that user.
+            wrong_ratings = [
+                k
+                for k in expected_ratings.keys() & got_ratings.keys()
+                if expected_ratings[k] != got_ratings[k]
+            ]
+            for key in wrong_ratings[:5]:
+                row = await conn.fetchrow(
+                    "SELECT last_sequence, count FROM analytics.user_ratings WHERE user_id = $1",
+                    key,
+                )
+                store = await conn.fetchrow(
+                    "SELECT max(sequence) AS last, count(*) AS n FROM outbox"
+                    " WHERE stream = 'reviews' AND key = $1",
+                    key,
+                )
+                mentions = [
+                    f"{w.process.name}: {line}"
+                    for w in self.workers
+                    for line in w.log(1_000_000).splitlines()
+                    if key in line
+                ]
+                lines.append(
+                    f"  {key}: row at sequence {row['last_sequence']} with {row['count']} reviews;"
+                    f" the event store has {store['n']} up to sequence {store['last']}"
+                    + "".join(f"\n    {m[:300]}" for m in mentions[:5])
+                )
         finally:
             await conn.close()
         # Whether the events stopped before Kafka (the relay), before the workers (unconsumed),
