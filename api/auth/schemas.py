@@ -150,3 +150,5 @@ class AuthenticatedUser:
     last_name: str = ""
     # The session (refresh-token family) of the access token presented.
     session_id: uuid.UUID | None = None
+    # When that access token expires (Unix seconds): live sockets and streams end then.
+    token_expires_at: int | None = None

@@ -324,6 +324,7 @@ async def authenticate(
         first_name=record["first_name"],
         last_name=record["last_name"],
         session_id=claims.session_id,
+        token_expires_at=claims.expires_at,
     )
 
 

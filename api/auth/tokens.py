@@ -33,6 +33,8 @@ class AccessClaims:
     jti: uuid.UUID
     # The refresh-token family the token was issued in.
     session_id: uuid.UUID
+    # Unix seconds.
+    expires_at: int
 
 
 @dataclass(frozen=True)
@@ -125,10 +127,11 @@ def decode_access_token(token: str, *, settings: Settings) -> AccessClaims:
         # Required, yet checked only here, so an expired token is still reported as expired:
         # a token without `sid` could not be revoked before it expires, so none is accepted.
         session_id=_uuid(claims, "sid"),
+        expires_at=int(claims["exp"]),
     )
     if len(_VERIFIED) >= _VERIFIED_MAX:
         del _VERIFIED[next(iter(_VERIFIED))]
-    _VERIFIED[token] = (secret, int(claims["exp"]), access)
+    _VERIFIED[token] = (secret, access.expires_at, access)
     return access
 
 

@@ -21,12 +21,11 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Final
 
-import jwt
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth.dependencies import CurrentUser
+from api.auth.schemas import AuthenticatedUser
 from api.dashboard.hub import DashboardHub, End, Subscriber, hub_of, sse_frame
 from api.dashboard.schemas import DashboardSnapshot
 from api.dashboard.snapshot import build_snapshot, channels_of
@@ -40,18 +39,13 @@ KEEPALIVE_S: Final = 15.0
 # How often a quiet stream looks whether its client is still there.
 TICK_S: Final = 1.0
 
-# The same header CurrentUser reads (already verified there); read again for the token's expiry.
-_bearer = HTTPBearer(auto_error=False)
 HubDep = Annotated[DashboardHub, Depends(hub_of)]
 
 
-def token_expiry(credentials: HTTPAuthorizationCredentials | None) -> datetime | None:
-    """When the (already verified) access token expires: the stream ends then."""
-    if credentials is None:
-        return None
-    claims = jwt.decode(credentials.credentials, options={"verify_signature": False})
-    exp = claims.get("exp")
-    return datetime.fromtimestamp(exp, UTC) if isinstance(exp, int | float) else None
+def token_expiry(user: AuthenticatedUser) -> datetime | None:
+    """When the caller's access token expires: the stream ends then."""
+    expires = user.token_expires_at
+    return datetime.fromtimestamp(expires, UTC) if expires is not None else None
 
 
 @router.get("/snapshot")
@@ -69,14 +63,13 @@ async def stream(
     pool: PoolDep,
     mongo: MongoDep,
     hub: HubDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> StreamingResponse:
     # Registered before the snapshot is read: an update committed after that read is queued,
     # not lost between the two (one seen twice is harmless: pages drop repeated ids).
     subscriber = await hub.open(
         channels=channels_of(user),
         session_id=user.session_id,
-        expires_at=token_expiry(credentials),
+        expires_at=token_expiry(user),
     )
     try:
         snapshot = await build_snapshot(pool=pool, mongo=mongo, user=user)

@@ -22,18 +22,15 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
-import jwt
-from fastapi import APIRouter, Depends, FastAPI, WebSocket
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, FastAPI, WebSocket
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from api.auth.dependencies import CurrentUser
-from api.auth.tokens import ALGORITHM
 from api.envelope import Envelope, ok
-from api.errors import ServiceUnavailable, Unauthorized
+from api.errors import ServiceUnavailable
 from api.messages import live
 from api.realtime import presence, tickets
 from api.realtime.hub import CLOSE_TOO_SLOW, Connection, Hub
@@ -49,8 +46,6 @@ CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_UNAVAILABLE: Final = 1011
 # A client frame is a small JSON object (typing, join); anything bigger is refused.
 MAX_FRAME_CHARS: Final = 4096
-
-_bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login")
 
 
 @asynccontextmanager
@@ -82,20 +77,16 @@ async def issue_ticket(
     user: CurrentUser,
     redis: RedisDep,
     settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Envelope[TicketOut]:
     """A one-use ticket for the live socket: connect to `url` within `expiresIn` seconds."""
-    if credentials is None:  # CurrentUser has already refused this; for the type checker
-        raise Unauthorized()
-    # The token is valid (CurrentUser checked it): only its expiry is read here.
-    claims = jwt.decode(
-        credentials.credentials,
-        settings.jwt_access_secret.get_secret_value(),
-        algorithms=[ALGORITHM],
-    )
+    # The socket ends with the access token that asked for it (checked on its heartbeat).
+    assert user.token_expires_at is not None  # always set for a request's user
     ttl = settings.realtime_ticket_ttl_seconds
     ticket = tickets.Ticket(
-        user_id=user.id, role=user.role, session_id=user.session_id, expires_at=int(claims["exp"])
+        user_id=user.id,
+        role=user.role,
+        session_id=user.session_id,
+        expires_at=user.token_expires_at,
     )
     try:
         value = await tickets.issue(redis, ticket, ttl_seconds=ttl)

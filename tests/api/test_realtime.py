@@ -37,7 +37,7 @@ from tests.api.gigs import Gig, data, open_gig
 from tests.conftest import wait_until
 from tests.databases import fresh_database
 from tests.mail import MailCapture
-from tests.streams.workers import REPO, new_app_id, worker_env
+from tests.streams.workers import REPO, pipeline_settings, worker_env
 
 # The first event waits for the worker to join its group and get partitions (seconds on Tansu).
 FIRST_DEADLINE_S = 90.0
@@ -105,25 +105,20 @@ async def stack(
     mail.start()
     run = uuid.uuid4().hex[:8]
     async with fresh_database() as database_url:
-        settings = Settings(
-            env="test",
+        settings = pipeline_settings(
             database_url=database_url,
+            kafka=kafka,
+            mongo_url=mongo_url,
+            prefix="rt",
             redis_url=redis_url,
             bcrypt_rounds=4,
             register_max_per_ip=1_000_000,
             # Every sign-in comes from 127.0.0.1, like other modules' real servers in this run.
             login_max_per_ip=1_000_000,
-            kafka_bootstrap=kafka,
-            mongo_url=mongo_url,
             mongo_database=f"realtime_{run}",
-            rabbitmq_url=None,
             elasticsearch_url=None,
             smtp_host=mail.host,
             smtp_port=mail.port,
-            topic_prefix=f"rt{run}",
-            faust_app_id=new_app_id(),
-            log_json=False,
-            relay_poll_seconds=0.1,
             realtime_heartbeat_seconds=HEARTBEAT_S,
         )
         # Two servers, two hubs: what one API process publishes reaches the other's sockets.
