@@ -22,18 +22,17 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from api.app import create_app
 from api.realtime import presence, tickets
 from bridges.relay import OutboxRelay
 from infrastructure.mongo import MongoDatabase, create_mongo_client, mongo_database
-from infrastructure.processes import ManagedProcess, free_port
+from infrastructure.processes import ManagedProcess
 from infrastructure.settings import Settings
 from tests.api.conftest import Account, login, register
 from tests.api.gigs import Gig, data, open_gig
+from tests.browser.live_stack import serve_api
 from tests.conftest import wait_until
 from tests.databases import fresh_database
 from tests.mail import MailCapture
@@ -80,22 +79,6 @@ class Stack:
         return worker
 
 
-async def _serve(settings: Settings) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=port,
-        lifespan="on",
-        log_level="warning",
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    await wait_until(lambda: server.started, timeout=30, what="uvicorn started")
-    return server, task, f"127.0.0.1:{port}"
-
-
 @pytest.fixture(scope="module")
 async def stack(
     kafka: str, mongo_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
@@ -104,7 +87,7 @@ async def stack(
     mail = MailCapture()
     mail.start()
     run = uuid.uuid4().hex[:8]
-    async with fresh_database() as database_url:
+    async with fresh_database() as database_url, contextlib.AsyncExitStack() as servers:
         settings = pipeline_settings(
             database_url=database_url,
             kafka=kafka,
@@ -122,12 +105,15 @@ async def stack(
             realtime_heartbeat_seconds=HEARTBEAT_S,
         )
         # Two servers, two hubs: what one API process publishes reaches the other's sockets.
-        servers = [await _serve(settings), await _serve(settings)]
+        apis = [await servers.enter_async_context(serve_api(settings)) for _ in range(2)]
         relay = OutboxRelay(settings)
         relay_task = asyncio.create_task(relay.run())
         client = create_mongo_client(settings)
         stack = Stack(
-            settings, [url for _, _, url in servers], mongo_database(client, settings), directory
+            settings,
+            [api.url.removeprefix("http://") for api in apis],
+            mongo_database(client, settings),
+            directory,
         )
         stack.spawn_worker()
         try:
@@ -142,13 +128,6 @@ async def stack(
                 relay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await relay_task
-            for server, _, _ in servers:
-                server.should_exit = True
-            for server, task, _ in servers:
-                try:
-                    await asyncio.wait_for(task, TEARDOWN_S)
-                except TimeoutError:
-                    server.force_exit = True
             client.close()
             mail.stop()
 
