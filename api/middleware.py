@@ -4,7 +4,6 @@ metrics and the access log. Pure ASGI because BaseHTTPMiddleware costs ~0.2 ms a
 from __future__ import annotations
 
 import json
-import logging
 import time
 import uuid
 from typing import Any
@@ -14,9 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.envelope import error_body
 from api.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from infrastructure.logging import request_id_var
-
-log = logging.getLogger("tulifo.access")
+from infrastructure.logging import log_access, request_id_var
 
 SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"x-content-type-options", b"nosniff"),
@@ -43,6 +40,7 @@ class GatewayMiddleware:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.headers = SECURITY_HEADERS + ([HSTS] if hsts else [])
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,15 +99,18 @@ class GatewayMiddleware:
         # The route template, not the raw path, so ids do not explode the label set.
         template = getattr(route, "path", None) or "unmatched"
         method = scope["method"]
-        HTTP_REQUESTS.labels(method, template, str(status)).inc()
-        HTTP_LATENCY.labels(method, template).observe(elapsed)
-        log.info(
-            "%s %s %s",
-            method,
-            scope["path"],
-            status,
-            extra={"status": status, "duration_ms": round(elapsed * 1000, 2), "route": template},
-        )
+        key = (method, template, status)
+        series = self._series.get(key)
+        if series is None:
+            # prometheus_client's labels() hashes and locks per call; a route's series never change.
+            series = (
+                HTTP_REQUESTS.labels(method, template, str(status)),
+                HTTP_LATENCY.labels(method, template),
+            )
+            self._series[key] = series
+        series[0].inc()
+        series[1].observe(elapsed)
+        log_access(method, scope["path"], status, round(elapsed * 1000, 2), template)
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

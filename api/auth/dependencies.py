@@ -6,32 +6,56 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from api.auth import service
 from api.auth.schemas import AuthenticatedUser
 from api.errors import Forbidden, Unauthorized
 from api.state import app_state
 
-# auto_error=False: a missing or non-Bearer header becomes our 401 envelope, not FastAPI's 403.
-_bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login")
+
+def _bearer_token(request: Request) -> str | None:
+    scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
-async def get_current_user(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> AuthenticatedUser:
-    if credentials is None or not credentials.credentials:
-        raise Unauthorized("authentication required")
-    # The state straight from the request, not as three more dependencies: every signed-in
-    # request comes through here, and FastAPI solves each dependency at a cost of its own.
+async def _authenticate(request: Request, token: str) -> AuthenticatedUser:
     state = app_state(request)
-    return await service.authenticate(
-        pool=state.pool, redis=state.redis, settings=state.settings, token=credentials.credentials
-    )
+    return await service.authenticate(pool=state.pool, settings=state.settings, token=token)
 
+
+class BearerUser(HTTPBearer):
+    """The Bearer scheme (so OpenAPI shows it) that answers with the signed-in user itself.
+
+    One dependency instead of a credentials dependency under a user one, with the app state read
+    straight from the request: every signed-in request comes through here, and FastAPI solves
+    each dependency at a cost of its own."""
+
+    async def __call__(self, request: Request) -> AuthenticatedUser:  # type: ignore[override]
+        token = _bearer_token(request)
+        # A missing or non-Bearer header is our 401 envelope, not FastAPI's 403.
+        if token is None:
+            raise Unauthorized("authentication required")
+        return await _authenticate(request, token)
+
+
+class OptionalBearerUser(HTTPBearer):
+    """The signed-in user, or None for the public where the public may read too."""
+
+    async def __call__(self, request: Request) -> AuthenticatedUser | None:  # type: ignore[override]
+        token = _bearer_token(request)
+        # No token: the public. A bad token is still a 401, never silently public.
+        return None if token is None else await _authenticate(request, token)
+
+
+get_current_user = BearerUser(
+    scheme_name="HTTPBearer", description="Access token from /api/auth/login", auto_error=False
+)
 
 CurrentUser = Annotated[AuthenticatedUser, Depends(get_current_user)]
+get_optional_user = OptionalBearerUser(scheme_name="HTTPBearer", auto_error=False)
+OptionalUser = Annotated[AuthenticatedUser | None, Depends(get_optional_user)]
 
 
 def require_role(*roles: str) -> Callable[[AuthenticatedUser], Awaitable[AuthenticatedUser]]:

@@ -53,6 +53,24 @@ async def get_user(conn: asyncpg.Connection, *, user_id: uuid.UUID) -> asyncpg.R
     return record
 
 
+_USER_IN_SESSION = f"""
+    SELECT {", ".join("u." + column.strip() for column in _USER_COLUMNS.split(","))},
+           (f.id IS NOT NULL AND f.revoked_at IS NULL) AS session_live
+      FROM users u
+      LEFT JOIN refresh_token_families f ON f.id = $2 AND f.user_id = u.id
+     WHERE u.id = $1"""
+
+
+async def get_user_in_session(
+    conn: asyncpg.Connection, *, user_id: uuid.UUID, session_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """The account with `session_live`: whether `session_id` is one of its families, unrevoked.
+
+    One round trip answers both questions an access token raises on every request."""
+    record: asyncpg.Record | None = await conn.fetchrow(_USER_IN_SESSION, user_id, session_id)
+    return record
+
+
 async def make_admin(conn: asyncpg.Connection, *, user_id: uuid.UUID) -> None:
     await conn.execute(
         "UPDATE users SET role = 'admin', is_active = true, updated_at = now() WHERE id = $1",

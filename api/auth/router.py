@@ -109,7 +109,7 @@ async def refresh(
 async def logout(
     body: RefreshRequest, pool: PoolDep, redis: RedisDep, mongo: MongoDep, settings: SettingsDep
 ) -> None:
-    # Ends the session's access tokens too, at once (api/sessions/denylist.py).
+    # Ends the session's access tokens too, at once (api/auth/service.authenticate).
     await service.logout(
         pool=pool, redis=redis, mongo=mongo, settings=settings, refresh_token=body.refresh_token
     )

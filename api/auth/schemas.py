@@ -11,7 +11,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from api.auth.passwords import BCRYPT_MAX_BYTES, fits_bcrypt
-from api.schemas import ApiModel, FieldProblem, filled_in
+from api.schemas import ApiModel, FieldProblem, PairedApiModel, filled_in
 from api.users.schemas import ProfileSummary
 
 # RFC 5321 caps a forward path at 256 octets including the angle brackets.
@@ -68,7 +68,7 @@ def join_name(first_name: str, last_name: str) -> str:
     return f"{first_name} {last_name}".strip()
 
 
-class RegisterRequest(ApiModel):
+class RegisterRequest(PairedApiModel):
     """The seed's shape names the user `firstName` + `lastName`; the one-field `name` (the
     display name) is accepted too. Given only the parts, the display name is "first last";
     given only `name`, the parts are split from it (`split_name`); given both, each is kept

@@ -24,7 +24,6 @@ from api.auth.schemas import (
     split_name,
 )
 from api.errors import Conflict, ServiceUnavailable, Unauthorized
-from api.sessions import denylist
 from api.sessions import service as sessions
 from api.sessions.devices import Device
 from api.users import service as users
@@ -302,16 +301,18 @@ async def logout(
     )
 
 
-async def authenticate(
-    *, pool: asyncpg.Pool, redis: aioredis.Redis, settings: Settings, token: str
-) -> AuthenticatedUser:
-    """The active user an access token speaks for, in a session not revoked."""
+async def authenticate(*, pool: asyncpg.Pool, settings: Settings, token: str) -> AuthenticatedUser:
+    """The active user an access token speaks for, in a session not revoked.
+
+    PostgreSQL decides both, in one query: a revocation commits there first (api/sessions), so
+    a token stops working the moment its session or account does, on every API process."""
     claims = tokens.decode_access_token(token, settings=settings)
-    # Before the database: a revoked session's token costs one Redis round trip, nothing more.
-    if await denylist.is_revoked(redis, claims.session_id):
-        raise Unauthorized("this session has been signed out; sign in again")
     async with pool.acquire() as conn:
-        record = await repository.get_user(conn, user_id=claims.user_id)
+        record = await repository.get_user_in_session(
+            conn, user_id=claims.user_id, session_id=claims.session_id
+        )
+    if record is not None and not record["session_live"]:
+        raise Unauthorized("this session has been signed out; sign in again")
     # Checked on every request, so deactivating an account takes effect at once.
     if record is None or not record["is_active"]:
         raise Unauthorized("account not found or deactivated")

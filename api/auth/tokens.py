@@ -4,7 +4,8 @@ A refresh token can never authenticate a request twice over: it is signed with t
 secret (the access check fails on the signature) and says `type: refresh` (checked too).
 
 Both tokens name their session, the refresh-token family: `fam` in a refresh token, `sid` in an
-access token, so revoking a session reaches its access tokens too (api/sessions/denylist.py).
+access token, so revoking a session reaches its access tokens too: every request looks its session
+up (api/auth/service.authenticate), and open sockets watch the deny-list (api/sessions/denylist.py).
 """
 
 from __future__ import annotations

@@ -9,7 +9,14 @@ from typing import Annotated, Final, Literal
 from pydantic import Field, model_validator
 
 from api.projects.schemas import AmountCents, Currency, bounded, check_chargeable
-from api.schemas import ApiModel, DecimalAmount, FieldProblem, filled_in, resolve_amount
+from api.schemas import (
+    ApiModel,
+    DecimalAmount,
+    FieldProblem,
+    PairedApiModel,
+    filled_in,
+    resolve_amount,
+)
 
 # A year: longer is not a gig but a job, and a typo (3650) is caught.
 MAX_DELIVERY_DAYS: Final = 365
@@ -20,7 +27,7 @@ BidStatus = Literal["pending", "accepted", "rejected", "withdrawn", "expired"]
 DeliveryDays = Annotated[int, Field(strict=True, ge=1, le=MAX_DELIVERY_DAYS)]
 
 
-class BidCreate(ApiModel):
+class BidCreate(PairedApiModel):
     """The price comes as `amountCents` (canonical) or as the seed's `amount`, a decimal in the
     project's currency's major unit, converted once the project is known (`amount_in`); the
     delivery as `deliveryDays` or the seed's `deliveryTime`, in days. One of each pair, or both

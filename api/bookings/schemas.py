@@ -9,12 +9,12 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from api.projects.schemas import AmountCents
-from api.schemas import ApiModel, DecimalAmount, FieldProblem, resolve_amount
+from api.schemas import ApiModel, DecimalAmount, FieldProblem, PairedApiModel, resolve_amount
 
 EscrowStatus = Literal["unfunded", "funded", "frozen", "refunding", "released", "refunded", "split"]
 
 
-class BookingCreate(ApiModel):
+class BookingCreate(PairedApiModel):
     """The agreed price restates the accepted bid's: the worker agreed to that price and no
     other. It comes as `agreedAmountCents` (canonical) or as the seed's `agreedAmount`, a
     decimal in the bid's currency's major unit (1200.00 USD, not 120000); one of the two, or

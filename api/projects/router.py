@@ -11,10 +11,8 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.auth import service as auth
-from api.auth.dependencies import CurrentUser, require_role
+from api.auth.dependencies import CurrentUser, OptionalUser, require_role
 from api.auth.schemas import AuthenticatedUser
 from api.envelope import Envelope, ok
 from api.errors import Invalid
@@ -34,30 +32,11 @@ from api.projects.schemas import (
     StatusChange,
 )
 from api.schemas import ExactJsonRoute
-from api.state import PoolDep, RedisDep, SettingsDep
+from api.state import PoolDep
 
 router = APIRouter(prefix="/projects", tags=["projects"], route_class=ExactJsonRoute)
 
 ClientUser = Annotated[AuthenticatedUser, Depends(require_role("client"))]
-
-_optional_bearer = HTTPBearer(auto_error=False)
-
-
-async def _optional_user(
-    pool: PoolDep,
-    redis: RedisDep,
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)],
-) -> AuthenticatedUser | None:
-    # No header: the public. A header with a bad token is still a 401, never silently public.
-    if credentials is None or not credentials.credentials:
-        return None
-    return await auth.authenticate(
-        pool=pool, redis=redis, settings=settings, token=credentials.credentials
-    )
-
-
-OptionalUser = Annotated[AuthenticatedUser | None, Depends(_optional_user)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)

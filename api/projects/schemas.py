@@ -21,7 +21,14 @@ from api.money import (
     SUPPORTED_CURRENCIES,
     charge_limit_problem,
 )
-from api.schemas import ApiModel, DecimalAmount, FieldProblem, filled_in, resolve_amount
+from api.schemas import (
+    ApiModel,
+    DecimalAmount,
+    FieldProblem,
+    PairedApiModel,
+    filled_in,
+    resolve_amount,
+)
 from api.users.schemas import dedupe_skills
 
 MAX_REQUIRED_SKILLS: Final = 30
@@ -86,7 +93,7 @@ Title = Annotated[str, bounded(200, min_length=3)]
 Description = Annotated[str, bounded(20_000)]
 
 
-class ProjectCreate(ApiModel):
+class ProjectCreate(PairedApiModel):
     """The budget comes as `budgetCents` (canonical) or as the seed's `budget`, a decimal in the
     currency's major unit; one of the two, or both if they agree. `skills` is the seed's name
     of `requiredSkills`. The seed's projects had no currency: it defaults to USD."""

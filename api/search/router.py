@@ -15,11 +15,12 @@ from typing import Annotated, Any, Final
 from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError, TransportError
 from fastapi import APIRouter, Query
 
+from api.auth.dependencies import OptionalUser
 from api.envelope import Envelope, ok
 from api.errors import Invalid, ServiceUnavailable
 from api.money import MAX_AMOUNT_CENTS
 from api.pagination import DEFAULT_LIMIT, Limit
-from api.projects.router import OptionalUser, skill_keys
+from api.projects.router import skill_keys
 from api.projects.schemas import MAX_REQUIRED_SKILLS, ProjectStatus
 from api.search import queries
 from api.search.queries import (

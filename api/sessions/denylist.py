@@ -1,13 +1,14 @@
-"""The Redis deny-list of revoked sessions, checked by every authenticated request.
+"""The Redis deny-list of revoked sessions, for the connections that outlive a request.
 
-An access token is a signed statement, valid until it expires (15 minutes): revoking its session
-in PostgreSQL stops the refresh token, not the access tokens already handed out. So a revocation
-also sets `tulifo:session:revoked:<sid>` for the access-token lifetime, and `authenticate` refuses
-any token whose `sid` has the key: one EXISTS per request. After the TTL every access token of the
-session has expired on its own and the refresh token is refused by PostgreSQL, so the key can go.
+An access token is a signed statement, valid until it expires (15 minutes). A request's token is
+checked against PostgreSQL (api/auth/service.authenticate: its session's family must be there and
+unrevoked), so a revocation reaches requests the moment it commits. A WebSocket (api/realtime) or
+a dashboard stream (api/dashboard/hub.py) was checked once, when it opened; it keeps watching
+`tulifo:session:revoked:<sid>`, which a revocation sets for the access-token lifetime. After the
+TTL every access token of the session has expired on its own, so the key can go.
 
-Redis unreachable: the check fails closed (503), as login throttling does (api/auth/rate_limit.py).
-Letting requests through would let a revoked session, maybe a stolen one, act for 15 minutes.
+Redis unreachable: setting the key fails the revocation (503) after PostgreSQL committed it; the
+client's retry sets it again, so open sockets are closed in the end, and requests never wait for it.
 """
 
 from __future__ import annotations
@@ -25,17 +26,6 @@ KEY_PREFIX = "tulifo:session:revoked"
 
 def revoked_key(session_id: uuid.UUID) -> str:
     return f"{KEY_PREFIX}:{session_id}"
-
-
-async def is_revoked(redis: aioredis.Redis, session_id: uuid.UUID) -> bool:
-    """Whether `session_id` was revoked within the access-token lifetime."""
-    try:
-        found = await redis.exists(revoked_key(session_id))
-    except RedisError as exc:
-        raise ServiceUnavailable(
-            "authentication is unavailable right now; try again shortly"
-        ) from exc
-    return bool(found)
 
 
 async def deny(

@@ -1,14 +1,16 @@
 """Sessions: opened at sign-in, noted at each refresh, listed, and revoked.
 
 A session is one refresh-token family. Three stores hold a part of it each:
-- PostgreSQL `refresh_token_families` decides whether it is live (the refresh token works);
+- PostgreSQL `refresh_token_families` decides whether it is live (its refresh and access tokens
+  work);
 - MongoDB `sessions` describes it: device, address, times (tables/sessions.py);
-- Redis carries a revocation to the session's access tokens at once (denylist.py).
+- Redis carries a revocation to the session's open sockets and streams (denylist.py).
 
-A revocation commits in PostgreSQL first, then sets the deny-list key, then stamps the MongoDB
-document. The deny-list step fails the request (503) when Redis is down, and a retry does it
-again, so the outcome converges. MongoDB writes are best effort: the listing takes its sessions
-from PostgreSQL, so a missed write costs a session its device name, never its revocation.
+A revocation commits in PostgreSQL first (from then on no request passes with the session's
+access tokens), then sets the deny-list key, then stamps the MongoDB document. The deny-list step
+fails the request (503) when Redis is down, and a retry does it again, so the outcome converges.
+MongoDB writes are best effort: the listing takes its sessions from PostgreSQL, so a missed write
+costs a session its device name, never its revocation.
 """
 
 from __future__ import annotations

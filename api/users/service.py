@@ -84,19 +84,26 @@ async def update_profile(
             return _profile_out(current)
         # The answer is the locked row with the changes applied, not a second read of it.
         updated = {**dict(current), **changed}
-        for table, columns in repository.PROFILE_TABLES.items():
-            values = {column: changed[column] for column in columns if column in changed}
-            if values:
-                stamped = await repository.update_profile_columns(
-                    conn, table=table, user_id=user_id, values=values
+        event = new_event(
+            ProfileUpdated(user_id=user_id, role=role, changed=list(changed), profile=changed),
+            aggregate_id=user_id,
+            actor_id=user_id,
+        )
+        writes = [
+            (table, values)
+            for table, columns in repository.PROFILE_TABLES.items()
+            if (values := {column: changed[column] for column in columns if column in changed})
+        ]
+        for index, (table, values) in enumerate(writes):
+            last = index == len(writes) - 1
+            stamped = await repository.update_profile_columns(
+                conn, table=table, user_id=user_id, values=values, event=event if last else None
+            )
+            # A profile's `updated_at` is its profile tables' latest (users' is not one).
+            if table != "users":
+                updated["updated_at"] = max(
+                    filter(None, (updated["updated_at"], stamped)), default=stamped
                 )
-                # A profile's `updated_at` is its profile tables' latest (users' is not one).
-                if table != "users":
-                    updated["updated_at"] = max(
-                        filter(None, (updated["updated_at"], stamped)), default=stamped
-                    )
-        event = ProfileUpdated(user_id=user_id, role=role, changed=list(changed), profile=changed)
-        await append_event(conn, new_event(event, aggregate_id=user_id, actor_id=user_id))
     return _profile_out(updated)
 
 
