@@ -6,16 +6,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 
 from api import health
-from api.cors import EnvelopeCORSMiddleware
+from api.cors import CorsPolicy
 from api.dashboard import page as dashboard_page
 from api.dashboard.hub import close_hub as close_dashboard_hub
 from api.handlers import install_error_handlers
 from api.metrics import metrics_endpoint
 from api.middleware import GatewayMiddleware
 from api.openapi import install_openapi
+from api.routers import DomainRouter
 from api.state import AppState
 from infrastructure.database import create_pool
 from infrastructure.mongo import create_mongo_client, mongo_database
@@ -56,8 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     install_error_handlers(app)
-    app.add_middleware(
-        EnvelopeCORSMiddleware,
+    cors = CorsPolicy(
         allow_origins=settings.cors_origins,
         allow_credentials=True,
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
@@ -65,21 +65,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["X-Request-ID", "Retry-After"],
         max_age=600,
     )
-    # Added last, so it wraps CORS too: every response gets the request id and security headers.
+    # One layer for request id, body limit, CORS, security headers, metrics and the access line.
     app.add_middleware(
-        GatewayMiddleware, max_body_bytes=settings.max_body_bytes, hsts=settings.is_production
+        GatewayMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        cors=cors,
+        hsts=settings.is_production,
     )
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.include_router(health.router)
     # The live dashboard's page and its files, outside /api (the stream is /api/dashboard).
     app.include_router(dashboard_page.router)
     for router in _domain_routers():
-        app.include_router(router, prefix="/api")
+        app.include_router(router)
     install_openapi(app)
     return app
 
 
-def _domain_routers() -> list[APIRouter]:
+def _domain_routers() -> list[DomainRouter]:
     """Routers of every domain, in the order they appear in the docs."""
     from api.auth.router import router as auth_router
     from api.bids.router import router as bids_router

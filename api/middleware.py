@@ -1,4 +1,4 @@
-"""The gateway's jobs in one pure-ASGI middleware: request id, body limit, security headers,
+"""The gateway's jobs in one pure-ASGI middleware: request id, body limit, CORS, security headers,
 metrics and the access log. Pure ASGI because BaseHTTPMiddleware costs ~0.2 ms a request."""
 
 from __future__ import annotations
@@ -8,9 +8,11 @@ import time
 import uuid
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.cors import CorsPolicy
 from api.envelope import error_body
 from api.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from infrastructure.logging import log_access, request_id_var
@@ -36,9 +38,12 @@ class BodyTooLarge(HTTPException):
 
 
 class GatewayMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, hsts: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, cors: CorsPolicy, hsts: bool = False
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.cors = cors
         self.headers = SECURITY_HEADERS + ([HSTS] if hsts else [])
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
@@ -46,14 +51,14 @@ class GatewayMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        asked = _RequestHeaders(scope)
+        request_id = asked.request_id or uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
         limit = self.max_body_bytes
 
-        declared = _content_length(scope)
-        if declared is not None and declared > limit:
+        if asked.content_length is not None and asked.content_length > limit:
             await _send_too_large(send, limit, request_id, self.headers)
             self._observe(scope, 413, started)
             request_id_var.reset(token)
@@ -71,6 +76,7 @@ class GatewayMiddleware:
             return message
 
         response_started = False
+        preflight = self.cors.is_preflight(scope["method"], asked.origin, asked.cors_request_method)
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status, response_started
@@ -78,13 +84,19 @@ class GatewayMiddleware:
                 response_started = True
                 status = message["status"]
                 headers = list(message.get("headers", []))
+                if not preflight:
+                    headers = self.cors.response_headers(headers, asked.origin)
                 headers.extend(self.headers)
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, send_with_headers)
+            if preflight:
+                answer = self.cors.preflight_response(request_headers=Headers(scope=scope))
+                await answer(scope, limited_receive, send_with_headers)
+            else:
+                await self.app(scope, limited_receive, send_with_headers)
         except BodyTooLarge:
             if not response_started:
                 status = 413
@@ -113,24 +125,34 @@ class GatewayMiddleware:
         log_access(method, scope["path"], status, round(elapsed * 1000, 2), template)
 
 
-def _incoming_request_id(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            text: str = value.decode("latin-1")
-            # Accept a caller's id only if it is short and printable: it goes into every log line.
-            if 0 < len(text) <= 128 and text.isprintable():
-                return text
-    return None
+class _RequestHeaders:
+    """The request headers the gateway acts on, read in one pass over the scope's."""
 
+    __slots__ = ("content_length", "cors_request_method", "origin", "request_id")
 
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+    def __init__(self, scope: Scope) -> None:
+        self.request_id: str | None = None
+        self.content_length: int | None = None
+        self.origin: str | None = None
+        self.cors_request_method = False
+        seen_length = False
+        # The first of each wins, as Starlette's Headers.get reads them.
+        for name, value in scope["headers"]:
+            if name == b"x-request-id" and self.request_id is None:
+                text: str = value.decode("latin-1")
+                # A caller's id only if short and printable: it goes into every log line.
+                if 0 < len(text) <= 128 and text.isprintable():
+                    self.request_id = text
+            elif name == b"content-length" and not seen_length:
+                seen_length = True
+                try:
+                    self.content_length = int(value)
+                except ValueError:
+                    self.content_length = None
+            elif name == b"origin" and self.origin is None:
+                self.origin = value.decode("latin-1")
+            elif name == b"access-control-request-method":
+                self.cors_request_method = True
 
 
 async def _send_too_large(

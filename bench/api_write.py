@@ -138,12 +138,16 @@ class ApiWriteResult:
             p99 = dataclasses.replace(p99, verdict="misses", note=f"rate not sustained; {cores}")
         busy = f"machine busy {cpu.cores(cpu.machine_s):.2f} of {os.cpu_count()} cores"
         others = f"others: {cpu.busiest_others()}"
-        per_write = cpu_ms_per_request(window)
+        # In the storm the server's other threads hash passwords: the writes' cost is what they
+        # take of the event loop, the thread every request queues for.
+        loop_only = window.storm is not None
+        per_write = cpu_ms_per_request(window, loop_only=loop_only)
         if self.floor is not None:
             floor_ms = cpu_ms_per_request(self.floor)
             ratio = per_write / floor_ms if floor_ms else math.nan
+            what = "event-loop CPU" if loop_only else "CPU"
             per_write_row = row(
-                f"{name} CPU per write / floor",
+                f"{name} {what} per write / floor",
                 ratio,
                 "x",
                 target=Target("<", FLOOR_RATIO_TARGET, f"< {FLOOR_RATIO_TARGET:g}x the floor"),
@@ -173,9 +177,11 @@ class ApiWriteResult:
         ]
 
 
-def cpu_ms_per_request(window: WriteWindow) -> float:
-    """Server CPU milliseconds per answered request in the window."""
-    return 1000 * window.cpu.server_s / window.load.ok if window.load.ok else math.nan
+def cpu_ms_per_request(window: WriteWindow, *, loop_only: bool = False) -> float:
+    """Server CPU milliseconds per answered request in the window (of its event-loop thread
+    alone with `loop_only`)."""
+    spent = window.cpu.server_loop_s if loop_only else window.cpu.server_s
+    return 1000 * spent / window.load.ok if window.load.ok else math.nan
 
 
 def _login_rows(name: str, storm: LoginStorm) -> list[Row]:

@@ -6,7 +6,7 @@ it ends, and a client whose access token has expired must still be able to sign 
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import Request, Response, status
 
 from api.auth import passwords, rate_limit, service
 from api.auth.dependencies import CurrentUser
@@ -19,10 +19,11 @@ from api.auth.schemas import (
     TokensOut,
 )
 from api.envelope import Envelope, ok
+from api.routers import DomainRouter
 from api.sessions.devices import Device, parse_user_agent
 from api.state import MongoDep, PoolDep, RedisDep, SettingsDep
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = DomainRouter(prefix="/auth", tags=["auth"])
 
 
 def _client_ip(request: Request) -> str:

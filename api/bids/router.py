@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import Depends, status
 
 from api.auth.dependencies import CurrentUser, require_role
 from api.auth.schemas import AuthenticatedUser
@@ -17,10 +17,13 @@ from api.bids import service
 from api.bids.schemas import BidAcceptance, BidCreate, BidOut, BidPage
 from api.envelope import Envelope, ok
 from api.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor
+from api.routers import DomainRouter
 from api.schemas import ExactJsonRoute
 from api.state import PoolDep
 
-router = APIRouter(prefix="/projects/{project_id}/bids", tags=["bids"], route_class=ExactJsonRoute)
+router = DomainRouter(
+    prefix="/projects/{project_id}/bids", tags=["bids"], route_class=ExactJsonRoute
+)
 
 WorkerUser = Annotated[AuthenticatedUser, Depends(require_role("worker"))]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 
 from api.auth.dependencies import require_role
 from api.auth.schemas import AuthenticatedUser
@@ -14,9 +14,10 @@ from api.billing.earnings import Earnings, PayoutPage
 from api.billing.schemas import BillingSummary, PaymentPage
 from api.envelope import Envelope, ok
 from api.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor
+from api.routers import DomainRouter
 from api.state import PoolDep
 
-router = APIRouter(prefix="/billing", tags=["billing"])
+router = DomainRouter(prefix="/billing", tags=["billing"])
 
 ClientUser = Annotated[AuthenticatedUser, Depends(require_role("client"))]
 WorkerUser = Annotated[AuthenticatedUser, Depends(require_role("worker"))]

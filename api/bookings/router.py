@@ -6,17 +6,18 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 
 from api.auth.dependencies import CurrentUser
 from api.bookings import service
 from api.bookings.schemas import BookingCreate, BookingOut, BookingPage, EscrowStatus
 from api.envelope import Envelope, ok
 from api.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor
+from api.routers import DomainRouter
 from api.schemas import ExactJsonRoute
 from api.state import PoolDep
 
-router = APIRouter(prefix="/bookings", tags=["bookings"], route_class=ExactJsonRoute)
+router = DomainRouter(prefix="/bookings", tags=["bookings"], route_class=ExactJsonRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)

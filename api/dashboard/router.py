@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import StreamingResponse
 
 from api.auth.dependencies import CurrentUser
@@ -30,9 +30,10 @@ from api.dashboard.hub import DashboardHub, End, Subscriber, hub_of, sse_frame
 from api.dashboard.schemas import DashboardSnapshot
 from api.dashboard.snapshot import build_snapshot, channels_of
 from api.envelope import Envelope, ok
+from api.routers import DomainRouter
 from api.state import MongoDep, PoolDep
 
-router = APIRouter(prefix="/dashboard", tags=["dashboard"])
+router = DomainRouter(prefix="/dashboard", tags=["dashboard"])
 
 # Comment lines in silence: under the 30-60 s idle timeouts of common proxies and load balancers.
 KEEPALIVE_S: Final = 15.0

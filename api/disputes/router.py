@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 
 from api.auth.dependencies import AdminUser, CurrentUser
 from api.disputes import service
@@ -20,9 +20,10 @@ from api.disputes.schemas import (
 from api.envelope import Envelope, ok
 from api.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor
 from api.payments.provider import StripeDep
+from api.routers import DomainRouter
 from api.state import PoolDep
 
-router = APIRouter(prefix="/disputes", tags=["disputes"])
+router = DomainRouter(prefix="/disputes", tags=["disputes"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)

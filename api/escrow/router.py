@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter
-
 from api.auth.dependencies import CurrentUser
 from api.envelope import Envelope, ok
 from api.escrow import service
 from api.escrow.schemas import EscrowOut
+from api.routers import DomainRouter
 from api.state import PoolDep
 
-router = APIRouter(prefix="/escrow", tags=["escrow"])
+router = DomainRouter(prefix="/escrow", tags=["escrow"])
 
 
 @router.get("/{escrow_id}")

@@ -6,17 +6,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import Path, Query
 
 from api.auth.dependencies import AdminUser
 from api.envelope import Envelope, ok
 from api.errors import Conflict, NotFound
 from api.jobs.schemas import JobOut, JobPage
 from api.pagination import Limit
+from api.routers import DomainRouter
 from api.state import MongoDep
 from tables import jobs as store
 
-router = APIRouter(prefix="/admin/jobs", tags=["jobs"])
+router = DomainRouter(prefix="/admin/jobs", tags=["jobs"])
 
 # A job id is "<kind>:<subject>": a kind's name and a UUID or a Stripe id, far under this.
 MAX_JOB_ID_CHARS = 200

@@ -13,17 +13,18 @@ import binascii
 import uuid
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from api.auth.dependencies import CurrentUser
 from api.envelope import Envelope, ok
 from api.errors import Invalid, NotFound
 from api.matching.schemas import Match, MatchedWorker, MatchPage, ScoreParts
 from api.pagination import DEFAULT_LIMIT, CursorParam, Limit
+from api.routers import DomainRouter
 from api.state import PoolDep
 from tables.matching import Weights
 
-router = APIRouter(prefix="/matching", tags=["matching"])
+router = DomainRouter(prefix="/matching", tags=["matching"])
 
 _WEIGHTS: Final = Weights()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Response, status
+from fastapi import Response, status
 
 from api.auth.dependencies import CurrentUser
 from api.envelope import Envelope, ok
@@ -25,9 +25,10 @@ from api.messages.schemas import (
     ReadReceiptOut,
 )
 from api.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor
+from api.routers import DomainRouter
 from api.state import MongoDep, PoolDep, RedisDep
 
-router = APIRouter(tags=["messages"])
+router = DomainRouter(tags=["messages"])
 
 
 @router.post(

@@ -14,17 +14,18 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import Path, Query
 
 from api.auth.dependencies import CurrentUser
 from api.envelope import Envelope, ok
 from api.errors import Invalid, NotFound
 from api.pagination import CursorParam, in_utc, instant_param
+from api.routers import DomainRouter
 from api.schemas import ApiModel
 from api.state import MongoDep
 from tables import notifications as store
 
-router = APIRouter(prefix="/notifications", tags=["notifications"])
+router = DomainRouter(prefix="/notifications", tags=["notifications"])
 
 MAX_PAGE = 100
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import Request, Response, status
 
 from api.auth.dependencies import CurrentUser
 from api.envelope import Envelope, ok
@@ -10,11 +10,12 @@ from api.errors import TulifoError
 from api.payments import service, webhooks
 from api.payments.provider import StripeDep, stripe_lifespan
 from api.payments.schemas import CreateIntentRequest, IntentOut, WebhookAck
+from api.routers import DomainRouter
 from api.schemas import ExactJsonRoute
 from api.state import PoolDep, SettingsDep
 from bridges.stripe import WebhookRejected, verify_webhook
 
-router = APIRouter(
+router = DomainRouter(
     prefix="/payments", tags=["payments"], lifespan=stripe_lifespan, route_class=ExactJsonRoute
 )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import Depends, Query, status
 
 from api.auth.dependencies import CurrentUser, OptionalUser, require_role
 from api.auth.schemas import AuthenticatedUser
@@ -31,10 +31,11 @@ from api.projects.schemas import (
     ProjectUpdate,
     StatusChange,
 )
+from api.routers import DomainRouter
 from api.schemas import ExactJsonRoute
 from api.state import PoolDep
 
-router = APIRouter(prefix="/projects", tags=["projects"], route_class=ExactJsonRoute)
+router = DomainRouter(prefix="/projects", tags=["projects"], route_class=ExactJsonRoute)
 
 ClientUser = Annotated[AuthenticatedUser, Depends(require_role("client"))]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import Request, Response, status
 
 from api.auth.dependencies import CurrentUser
 from api.envelope import Envelope, ok
@@ -16,13 +16,14 @@ from api.push.schemas import (
     VapidPublicKeyOut,
     endpoint_problem,
 )
+from api.routers import DomainRouter
 from api.schemas import FieldProblem
 from api.state import MongoDep, SettingsDep
 from bridges.webpush import vapid_public_key
 from infrastructure.mongo import MongoDatabase
 from tables import push_subscriptions as store
 
-router = APIRouter(prefix="/notifications/push", tags=["notifications"])
+router = DomainRouter(prefix="/notifications/push", tags=["notifications"])
 
 # Kept as sent, for "your devices" lists; real User-Agent strings stay under ~300 characters.
 MAX_USER_AGENT_CHARS = 512

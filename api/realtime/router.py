@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
-from fastapi import APIRouter, FastAPI, WebSocket
+from fastapi import FastAPI, WebSocket
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
@@ -34,6 +34,7 @@ from api.errors import ServiceUnavailable
 from api.messages import live
 from api.realtime import presence, tickets
 from api.realtime.hub import CLOSE_TOO_SLOW, Connection, Hub
+from api.routers import DomainRouter
 from api.schemas import ResponseModel
 from api.sessions import denylist
 from api.state import AppState, RedisDep, SettingsDep
@@ -61,7 +62,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hub.stop()
 
 
-router = APIRouter(tags=["realtime"], lifespan=_lifespan)
+router = DomainRouter(tags=["realtime"], lifespan=_lifespan)
 
 
 class TicketOut(ResponseModel):

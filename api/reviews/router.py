@@ -6,16 +6,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 
 from api.auth.dependencies import CurrentUser
 from api.envelope import Envelope, ok
 from api.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor
 from api.reviews import service
 from api.reviews.schemas import ReviewCreate, ReviewOut, ReviewPage
+from api.routers import DomainRouter
 from api.state import PoolDep
 
-router = APIRouter(tags=["reviews"])
+router = DomainRouter(tags=["reviews"])
 
 
 @router.post("/reviews", status_code=status.HTTP_201_CREATED)

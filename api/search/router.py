@@ -13,7 +13,7 @@ import logging
 from typing import Annotated, Any, Final
 
 from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError, TransportError
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from api.auth.dependencies import OptionalUser
 from api.envelope import Envelope, ok
@@ -22,6 +22,7 @@ from api.money import MAX_AMOUNT_CENTS
 from api.pagination import DEFAULT_LIMIT, Limit
 from api.projects.router import skill_keys
 from api.projects.schemas import MAX_REQUIRED_SKILLS, ProjectStatus
+from api.routers import DomainRouter
 from api.search import queries
 from api.search.queries import (
     ProjectSearch,
@@ -46,7 +47,7 @@ from tables.search import PROJECTS, WORKERS
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/search", tags=["search"])
+router = DomainRouter(prefix="/search", tags=["search"])
 
 # Longer text is not a search a person typed; bounded before it reaches the analyzer.
 MAX_QUERY_CHARS: Final = 200

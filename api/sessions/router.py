@@ -8,15 +8,16 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import Query, Response, status
 
 from api.auth.dependencies import CurrentUser
 from api.envelope import Envelope, ok
+from api.routers import DomainRouter
 from api.sessions import service
 from api.sessions.schemas import RevokedOut, SessionList
 from api.state import MongoDep, PoolDep, RedisDep, SettingsDep
 
-router = APIRouter(prefix="/sessions", tags=["sessions"])
+router = DomainRouter(prefix="/sessions", tags=["sessions"])
 
 
 @router.get("")

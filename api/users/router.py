@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter
-
 from api.auth.dependencies import CurrentUser
 from api.envelope import Envelope, ok
+from api.routers import DomainRouter
 from api.state import PoolDep
 from api.users import service
 from api.users.schemas import ProfileOut, ProfileUpdate, PublicWorkerProfile, UserSettings
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = DomainRouter(prefix="/users", tags=["users"])
 
 
 @router.get("/me/profile")
