@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -91,31 +92,40 @@ async def update_profile_columns(
     user_id: uuid.UUID,
     values: dict[str, Any],
     event: Event | None = None,
-) -> datetime:
+    expected: Mapping[str, Any] | None = None,
+) -> datetime | None:
     """Set `values` (column -> value) on one profile table row; returns its new `updated_at`.
 
-    With `event`, the event is recorded in the same statement (bridges/outbox.append_event_with):
-    the last table a profile write touches carries its `profile.updated`, one round trip less."""
+    With `event`, the event is recorded in the same statement (bridges/outbox.append_event_with).
+    With `expected` (column -> value read before), the row is written only if those columns still
+    hold those values: None when they do not (and no event recorded)."""
     allowed = PROFILE_TABLES[table]
-    unknown = set(values) - allowed
+    unknown = (set(values) | set(expected or ())) - allowed
     if unknown:
         raise ValueError(f"not columns of {table}: {sorted(unknown)}")
     columns = sorted(values)
+    checked = sorted(expected or ())
     assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(columns, start=2))
+    first_check = len(columns) + 2
+    conditions = "".join(
+        f" AND {column} IS NOT DISTINCT FROM ${i}"
+        for i, column in enumerate(checked, start=first_check)
+    )
     key = "id" if table == "users" else "user_id"
     sql = (
-        f"UPDATE {table} SET {assignments}, updated_at = now() WHERE {key} = $1"
+        f"UPDATE {table} SET {assignments}, updated_at = now() WHERE {key} = $1{conditions}"
         " RETURNING updated_at"
     )
-    args = (user_id, *(values[column] for column in columns))
+    args = (
+        user_id,
+        *(values[column] for column in columns),
+        *((expected or {})[column] for column in checked),
+    )
     if event is None:
-        updated_at: datetime = await conn.fetchval(sql, *args)
+        updated_at: datetime | None = await conn.fetchval(sql, *args)
         return updated_at
     record = await append_event_with(conn, event, sql, *args)
-    if record is None:
-        raise LookupError(f"no {table} row for user {user_id}")
-    stamped: datetime = record["updated_at"]
-    return stamped
+    return None if record is None else record["updated_at"]
 
 
 async def fetch_settings(

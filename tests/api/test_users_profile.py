@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -254,3 +255,26 @@ async def test_a_user_renames_themselves_and_the_display_name_follows(
     refused = await client.put(PROFILE, json={"firstName": " "}, headers=account.headers)
     assert refused.status_code == 422
     assert error_fields(refused) == ["firstName"]
+
+
+async def test_concurrent_writes_record_exactly_the_changes_in_the_order_they_were_stored(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    account = await register(client, role="worker")
+    # Writers racing on one column, half of them writing what another just wrote: a write that
+    # changes nothing must record nothing, which only holds if each compares with what it
+    # replaces, not with a read gone stale meanwhile.
+    bios = ["A", "B"] * 8
+
+    await asyncio.gather(*(_update(client, account, {"bio": bio}) for bio in bios))
+
+    events = await outbox_events(db, event_type="profile.updated", key=account.id)
+    written = [event["data"]["profile"]["bio"] for event in events]
+    sequences = [event["sequence"] for event in events]
+    # Numbered without a gap, after the account's own earlier events.
+    assert sequences == list(range(sequences[0], sequences[0] + len(events)))
+    assert all(event["data"]["changed"] == ["bio"] for event in events)
+    # Each event changed the value the one before it left.
+    assert all(earlier != later for earlier, later in zip(["", *written], written, strict=False))
+    stored = await db.fetchval("SELECT bio FROM user_profiles WHERE user_id = $1", account.id)
+    assert written[-1] == stored
