@@ -7,13 +7,13 @@ import time
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch
-from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from api.routers import GatedRouter
 from api.state import StateDep
 from infrastructure.processes import port_open
 
-router = APIRouter(tags=["health"])
+router = GatedRouter(gate="/health", tags=["health"])
 
 # A dependency that takes longer than this to answer a trivial query is as good as down.
 CHECK_TIMEOUT_S = 2.0

@@ -1,5 +1,5 @@
 """`DomainRouter`: the router of each /api domain, which the app asks about a request only when the
-path is under its prefix.
+path is under its prefix (`GatedRouter` for the few outside /api).
 
 FastAPI asks every included router in turn whether a request is its own, and each answers by
 trying its routes' patterns one by one (~1.5 µs a route), twice for the router that matches (once
@@ -19,15 +19,23 @@ from starlette.types import Scope
 API_PREFIX = "/api"
 
 
-class DomainRouter(APIRouter):
-    """An APIRouter under /api (`prefix` is the domain's part, e.g. "/users")."""
+class GatedRouter(APIRouter):
+    """An APIRouter that answers `matches` only for paths starting with `gate`."""
 
-    def __init__(self, *, prefix: str = "", **kwargs: Any) -> None:
-        super().__init__(prefix=API_PREFIX + prefix, **kwargs)
-        # The part before any path parameter: "/api/projects/{project_id}/bids" -> "/api/projects/".
-        self._static_prefix = self.prefix.split("{", 1)[0]
+    def __init__(self, *, gate: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._gate = gate
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if not get_route_path(scope).startswith(self._static_prefix):
+        if not get_route_path(scope).startswith(self._gate):
             return Match.NONE, {}
         return super().matches(scope)
+
+
+class DomainRouter(GatedRouter):
+    """A GatedRouter under /api (`prefix` is the domain's part, e.g. "/users")."""
+
+    def __init__(self, *, prefix: str = "", **kwargs: Any) -> None:
+        full = API_PREFIX + prefix
+        # The part before any path parameter: "/api/projects/{project_id}/bids" -> "/api/projects/".
+        super().__init__(gate=full.split("{", 1)[0], prefix=full, **kwargs)

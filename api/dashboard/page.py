@@ -12,10 +12,11 @@ from functools import cache
 from pathlib import Path
 from typing import Final
 
-from fastapi import APIRouter
 from fastapi.responses import Response
 
-router = APIRouter(tags=["dashboard"], include_in_schema=False)
+from api.routers import GatedRouter
+
+router = GatedRouter(gate="/dashboard", tags=["dashboard"], include_in_schema=False)
 
 STATIC: Final = Path(__file__).parent / "static"
 # The page's files: name → content type. Only these are served; no path reaches the disk.
