@@ -10,6 +10,7 @@ The relay that publishes them to Kafka lives in `bridges/relay.py`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,11 +32,13 @@ SELECT $1, $2, $3, $4, next.last_sequence,
 RETURNING sequence"""
 
 
+@functools.lru_cache(maxsize=256)
 def _with_change(change_sql: str, arity: int) -> str:
     """APPEND_SQL after a data-modifying statement taking $1..$arity, as one statement.
 
     The counter moves only if the change touched a row, so a change that matched nothing leaves
-    no event and no gap in the aggregate's sequence. The statement answers the change's rows."""
+    no event and no gap in the aggregate's sequence. The statement answers the change's rows.
+    Cached: the hot writes ask for the same few statements on every request."""
     first = arity + 1
     event_id, event_type, stream, key, payload, created_at = (
         f"${n}" for n in range(first, first + 6)

@@ -46,13 +46,6 @@ async def find_user_by_email(conn: asyncpg.Connection, *, email: str) -> asyncpg
     return record
 
 
-async def get_user(conn: asyncpg.Connection, *, user_id: uuid.UUID) -> asyncpg.Record | None:
-    record: asyncpg.Record | None = await conn.fetchrow(
-        f"SELECT {_USER_COLUMNS} FROM users WHERE id = $1", user_id
-    )
-    return record
-
-
 _USER_IN_SESSION = f"""
     SELECT {", ".join("u." + column.strip() for column in _USER_COLUMNS.split(","))},
            (f.id IS NOT NULL AND f.revoked_at IS NULL) AS session_live

@@ -14,7 +14,7 @@ import pytest
 import stripe
 
 from tests.api.conftest import outbox_events
-from tests.api.gigs import book_gig, create_intent, move
+from tests.api.gigs import Gig, book_gig, create_intent, move
 from tests.api.stripe_support import (
     WEBHOOK,
     confirm_card,
@@ -27,7 +27,7 @@ from tests.api.stripe_support import (
 
 async def _paid_event(
     client: httpx.AsyncClient, stripe_api: stripe.StripeClient
-) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+) -> tuple[Gig, dict[str, Any], dict[str, Any]]:
     """A booked gig, its intent, and Stripe's payment_intent.succeeded for it (not sent)."""
     gig = await book_gig(client, amount_cents=1005)
     intent = await create_intent(client, gig)
@@ -168,17 +168,25 @@ async def test_concurrent_deliveries_of_one_event_apply_it_once(
     assert len(await outbox_events(db, event_type="escrow.funded", key=gig.project_id)) == 1
 
 
+async def _declined_intent(
+    client: httpx.AsyncClient, stripe_api: stripe.StripeClient
+) -> tuple[Gig, dict[str, Any], dict[str, Any]]:
+    """A booked gig, its payment intent, and Stripe's intent after a declined card."""
+    gig = await book_gig(client)
+    intent = await create_intent(client, gig)
+    declined = await confirm_card(
+        stripe_api, intent["paymentIntentId"], card="pm_card_chargeCustomerFail"
+    )
+    return gig, intent, declined
+
+
 async def test_a_declined_card_marks_the_payment_failed_with_stripes_reason(
     client: httpx.AsyncClient,
     stripe_api: stripe.StripeClient,
     webhook_secret: str,
     db: asyncpg.Connection,
 ) -> None:
-    gig = await book_gig(client)
-    intent = await create_intent(client, gig)
-    declined = await confirm_card(
-        stripe_api, intent["paymentIntentId"], card="pm_card_chargeCustomerFail"
-    )
+    gig, intent, declined = await _declined_intent(client, stripe_api)
     assert declined["status"] == "requires_payment_method"
 
     response = await send_webhook(
@@ -210,11 +218,7 @@ async def test_a_failure_reported_twice_is_recorded_once(
 ) -> None:
     # Stripe's redelivery under another event id, or the reconciliation sweep before it
     # (api/jobs/kinds.py): the client hears of the decline once.
-    gig = await book_gig(client)
-    intent = await create_intent(client, gig)
-    declined = await confirm_card(
-        stripe_api, intent["paymentIntentId"], card="pm_card_chargeCustomerFail"
-    )
+    gig, _, declined = await _declined_intent(client, stripe_api)
     outcomes = [
         (
             await send_webhook(

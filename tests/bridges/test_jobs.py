@@ -344,6 +344,33 @@ async def done_job(queue: MongoDatabase, job_id: str) -> Job | None:
     return job if job is not None and job.status == "done" else None
 
 
+async def sweep_after_lost_webhook(
+    api: FastAPI, db: asyncpg.Connection, queue: MongoDatabase, job_settings: Settings, gig: Any
+) -> JobRunner:
+    """The reconciliation sweep run two days after `gig`'s payment, whose webhook never came.
+    Other tests' payments are younger than the reconcile delay here: the sweep asks about this
+    one only. Returns the runner, for the next sweep."""
+    await db.execute(
+        "UPDATE payments SET created_at = now() - interval '2 days' WHERE escrow_id = $1",
+        gig.escrow_id,
+    )
+    settings = job_settings.model_copy(update={"payment_reconcile_after_seconds": 86_400})
+    runner = runner_on(api, settings, queue, "r1")
+    await runner.prepare()  # schedules the periodic sweeps, due now
+    await drain(runner)
+    return runner
+
+
+async def sweep_again(runner: JobRunner, queue: MongoDatabase) -> None:
+    """The periodic sweep made due once more, and run."""
+    sweep = await store.get_job(queue, store.job_id(RECONCILE_PAYMENTS, "periodic"))
+    assert sweep is not None
+    await queue[store.WORKER_QUEUE].update_one(
+        {"_id": sweep.id}, {"$set": {"nextRunAt": datetime.now(UTC) - timedelta(seconds=1)}}
+    )
+    await drain(runner)
+
+
 async def test_a_payment_whose_webhook_was_lost_is_reconciled_once(
     api: FastAPI,
     http: httpx.AsyncClient,
@@ -356,16 +383,8 @@ async def test_a_payment_whose_webhook_was_lost_is_reconciled_once(
     intent = await create_intent(http, gig)
     paid = await confirm_card(stripe_api, intent["paymentIntentId"])
     assert paid["status"] == "succeeded"
-    # Stripe's webhook never arrives. Two days on (the session's other tests' payments are
-    # younger than the reconcile delay here, so this sweep asks about this one only):
-    await db.execute(
-        "UPDATE payments SET created_at = now() - interval '2 days' WHERE escrow_id = $1",
-        gig.escrow_id,
-    )
-    settings = job_settings.model_copy(update={"payment_reconcile_after_seconds": 86_400})
-    runner = runner_on(api, settings, queue, "r1")
-    await runner.prepare()  # schedules the periodic sweeps, due now
-    await drain(runner)
+    # Stripe's webhook never arrives; two days on, the sweep asks Stripe.
+    runner = await sweep_after_lost_webhook(api, db, queue, job_settings, gig)
 
     row = await escrow_row(db, gig)
     assert row["status"] == "funded"
@@ -377,10 +396,7 @@ async def test_a_payment_whose_webhook_was_lost_is_reconciled_once(
     assert sweep is not None and sweep.status == "scheduled"  # periodic: scheduled again
 
     # The next sweep, and the late webhook itself, change nothing.
-    await queue[store.WORKER_QUEUE].update_one(
-        {"_id": sweep.id}, {"$set": {"nextRunAt": datetime.now(UTC) - timedelta(seconds=1)}}
-    )
-    await drain(runner)
+    await sweep_again(runner, queue)
     secret = job_settings.stripe_webhook_secret.get_secret_value()
     late = await send_webhook(http, stripe_event("payment_intent.succeeded", paid), secret=secret)
     assert late.json()["data"]["outcome"] == "ignored"
@@ -407,14 +423,7 @@ async def test_a_declined_payment_whose_webhook_was_lost_is_failed_once(
     )
     assert declined["status"] == "requires_payment_method"
     # Stripe's payment_failed webhook never arrives; the client hears nothing of the decline.
-    await db.execute(
-        "UPDATE payments SET created_at = now() - interval '2 days' WHERE escrow_id = $1",
-        gig.escrow_id,
-    )
-    settings = job_settings.model_copy(update={"payment_reconcile_after_seconds": 86_400})
-    runner = runner_on(api, settings, queue, "r1")
-    await runner.prepare()
-    await drain(runner)
+    runner = await sweep_after_lost_webhook(api, db, queue, job_settings, gig)
 
     payment = await db.fetchrow(
         "SELECT status, failure_code FROM payments WHERE escrow_id = $1", gig.escrow_id
@@ -426,12 +435,7 @@ async def test_a_declined_payment_whose_webhook_was_lost_is_failed_once(
     assert len(failed) == 1
 
     # The next sweep, and the late webhook, change nothing more.
-    sweep = await store.get_job(queue, store.job_id(RECONCILE_PAYMENTS, "periodic"))
-    assert sweep is not None
-    await queue[store.WORKER_QUEUE].update_one(
-        {"_id": sweep.id}, {"$set": {"nextRunAt": datetime.now(UTC) - timedelta(seconds=1)}}
-    )
-    await drain(runner)
+    await sweep_again(runner, queue)
     secret = job_settings.stripe_webhook_secret.get_secret_value()
     late = await send_webhook(
         http, stripe_event("payment_intent.payment_failed", declined), secret=secret
