@@ -8,7 +8,7 @@ of, by the same rules that produce them at run time:
 
 - 400: the request has a body that cannot be parsed (and the Stripe webhook's unsigned, stale or
   tampered one);
-- 401: the route requires a signed-in user (`get_current_user` among its dependencies), or checks
+- 401: the route requires a signed-in user (a `SignedInScheme` among its dependencies), or checks
   credentials sent in its body (sign-in, refresh, sign-out);
 - 403: the route requires a signed-in user, who may lack the role;
 - 404: the path or a `…Id` parameter names an object, or a signed-in user changes something (the
@@ -24,14 +24,14 @@ tests/api/test_openapi_contract.py holds the server to it with schemathesis.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI, routing
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import _get_api_route_for_openapi, get_openapi
 
-from api.auth.dependencies import get_current_user
+from api.auth.dependencies import SignedInScheme
 from api.envelope import ErrorEnvelope
 
 _ERROR_REF = "#/components/schemas/ErrorEnvelope"
@@ -80,7 +80,7 @@ def corrected(app: FastAPI) -> dict[str, Any]:
         schemas.pop(unused, None)
 
     for route in _api_routes(app):
-        authenticated = _requires(route.dependant, get_current_user)
+        authenticated = _requires_sign_in(route.dependant)
         for method in route.methods or ():
             operation = spec["paths"][route.path_format][method.lower()]
             if not authenticated:
@@ -135,6 +135,8 @@ def _api_routes(app: FastAPI) -> Iterator[Any]:
             yield route
 
 
-def _requires(dependant: Dependant, call: Callable[..., Any]) -> bool:
-    """Whether `call` is among the dependencies of `dependant`, however deep."""
-    return any(d.call is call or _requires(d, call) for d in dependant.dependencies)
+def _requires_sign_in(dependant: Dependant) -> bool:
+    """Whether a signed-in user is required by any of `dependant`'s dependencies, however deep."""
+    return any(
+        isinstance(d.call, SignedInScheme) or _requires_sign_in(d) for d in dependant.dependencies
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import Request, Response, status
 
 from api.auth import passwords, rate_limit, service
-from api.auth.dependencies import CurrentUser
+from api.auth.dependencies import SignedIn
 from api.auth.schemas import (
     LoginRequest,
     MeOut,
@@ -21,7 +21,7 @@ from api.auth.schemas import (
 from api.envelope import Envelope, ok
 from api.routers import DomainRouter
 from api.sessions.devices import Device, parse_user_agent
-from api.state import MongoDep, PoolDep, RedisDep, SettingsDep
+from api.state import StateDep
 
 router = DomainRouter(prefix="/auth", tags=["auth"])
 
@@ -38,26 +38,21 @@ def _device(request: Request) -> Device:
 
 @router.post("/register", status_code=status.HTTP_201_CREATED)
 async def register(
-    body: RegisterRequest,
-    request: Request,
-    pool: PoolDep,
-    redis: RedisDep,
-    mongo: MongoDep,
-    settings: SettingsDep,
+    body: RegisterRequest, request: Request, state: StateDep
 ) -> Envelope[SessionOut]:
     # As for login: a registration refused for want of a place in the bcrypt queue is not
     # counted against the address. The slot is held through the insert too, a few ms more.
-    with passwords.hashing_slot(queue_per_thread=settings.bcrypt_queue_per_thread):
+    with passwords.hashing_slot(queue_per_thread=state.settings.bcrypt_queue_per_thread):
         await rate_limit.count_registration(
-            redis,
+            state.redis,
             ip=_client_ip(request),
-            max_per_ip=settings.register_max_per_ip,
-            window_seconds=settings.register_window_seconds,
+            max_per_ip=state.settings.register_max_per_ip,
+            window_seconds=state.settings.register_window_seconds,
         )
         session = await service.register(
-            pool=pool,
-            mongo=mongo,
-            settings=settings,
+            pool=state.pool,
+            mongo=state.mongo,
+            settings=state.settings,
             body=body,
             device=_device(request),
             client_ip=_client_ip(request),
@@ -66,19 +61,12 @@ async def register(
 
 
 @router.post("/login")
-async def login(
-    body: LoginRequest,
-    request: Request,
-    pool: PoolDep,
-    redis: RedisDep,
-    mongo: MongoDep,
-    settings: SettingsDep,
-) -> Envelope[SessionOut]:
+async def login(body: LoginRequest, request: Request, state: StateDep) -> Envelope[SessionOut]:
     session = await service.login(
-        pool=pool,
-        redis=redis,
-        mongo=mongo,
-        settings=settings,
+        pool=state.pool,
+        redis=state.redis,
+        mongo=state.mongo,
+        settings=state.settings,
         body=body,
         device=_device(request),
         client_ip=_client_ip(request),
@@ -87,19 +75,12 @@ async def login(
 
 
 @router.post("/refresh")
-async def refresh(
-    body: RefreshRequest,
-    request: Request,
-    pool: PoolDep,
-    redis: RedisDep,
-    mongo: MongoDep,
-    settings: SettingsDep,
-) -> Envelope[TokensOut]:
+async def refresh(body: RefreshRequest, request: Request, state: StateDep) -> Envelope[TokensOut]:
     pair = await service.refresh(
-        pool=pool,
-        redis=redis,
-        mongo=mongo,
-        settings=settings,
+        pool=state.pool,
+        redis=state.redis,
+        mongo=state.mongo,
+        settings=state.settings,
         refresh_token=body.refresh_token,
         client_ip=_client_ip(request),
     )
@@ -107,15 +88,17 @@ async def refresh(
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
-async def logout(
-    body: RefreshRequest, pool: PoolDep, redis: RedisDep, mongo: MongoDep, settings: SettingsDep
-) -> None:
+async def logout(body: RefreshRequest, state: StateDep) -> None:
     # Ends the session's access tokens too, at once (api/auth/service.authenticate).
     await service.logout(
-        pool=pool, redis=redis, mongo=mongo, settings=settings, refresh_token=body.refresh_token
+        pool=state.pool,
+        redis=state.redis,
+        mongo=state.mongo,
+        settings=state.settings,
+        refresh_token=body.refresh_token,
     )
 
 
 @router.get("/me")
-async def me(user: CurrentUser, pool: PoolDep) -> Envelope[MeOut]:
-    return ok(await service.describe(pool=pool, user=user))
+async def me(caller: SignedIn) -> Envelope[MeOut]:
+    return ok(await service.describe(pool=caller.pool, user=caller.user))

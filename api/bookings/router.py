@@ -8,29 +8,25 @@ from typing import Annotated
 
 from fastapi import Query, status
 
-from api.auth.dependencies import CurrentUser
+from api.auth.dependencies import SignedIn
 from api.bookings import service
 from api.bookings.schemas import BookingCreate, BookingOut, BookingPage, EscrowStatus
 from api.envelope import Envelope, ok
 from api.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor
 from api.routers import DomainRouter
 from api.schemas import ExactJsonRoute
-from api.state import PoolDep
 
 router = DomainRouter(prefix="/bookings", tags=["bookings"], route_class=ExactJsonRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_booking(
-    body: BookingCreate, user: CurrentUser, pool: PoolDep
-) -> Envelope[BookingOut]:
-    return ok(await service.create_booking(pool=pool, user=user, body=body))
+async def create_booking(body: BookingCreate, caller: SignedIn) -> Envelope[BookingOut]:
+    return ok(await service.create_booking(pool=caller.pool, user=caller.user, body=body))
 
 
 @router.get("")
 async def list_bookings(
-    user: CurrentUser,
-    pool: PoolDep,
+    caller: SignedIn,
     status_: Annotated[
         EscrowStatus | None,
         Query(alias="status", description="only bookings whose escrow hold is in this status"),
@@ -41,8 +37,8 @@ async def list_bookings(
     """The caller's bookings, as client or as worker (an admin's: every booking), newest first."""
     return ok(
         await service.list_bookings(
-            pool=pool,
-            user=user,
+            pool=caller.pool,
+            user=caller.user,
             escrow_status=status_,
             cursor=decode_cursor(cursor),
             limit=limit,
@@ -51,7 +47,5 @@ async def list_bookings(
 
 
 @router.get("/{booking_id}")
-async def read_booking(
-    booking_id: uuid.UUID, user: CurrentUser, pool: PoolDep
-) -> Envelope[BookingOut]:
-    return ok(await service.get_booking(pool=pool, user=user, booking_id=booking_id))
+async def read_booking(booking_id: uuid.UUID, caller: SignedIn) -> Envelope[BookingOut]:
+    return ok(await service.get_booking(pool=caller.pool, user=caller.user, booking_id=booking_id))

@@ -24,14 +24,13 @@ from typing import Annotated, Final
 from fastapi import Depends, Request
 from fastapi.responses import StreamingResponse
 
-from api.auth.dependencies import CurrentUser
+from api.auth.dependencies import SignedIn
 from api.auth.schemas import AuthenticatedUser
 from api.dashboard.hub import DashboardHub, End, Subscriber, hub_of, sse_frame
 from api.dashboard.schemas import DashboardSnapshot
 from api.dashboard.snapshot import build_snapshot, channels_of
 from api.envelope import Envelope, ok
 from api.routers import DomainRouter
-from api.state import MongoDep, PoolDep
 
 router = DomainRouter(prefix="/dashboard", tags=["dashboard"])
 
@@ -50,30 +49,22 @@ def token_expiry(user: AuthenticatedUser) -> datetime | None:
 
 
 @router.get("/snapshot")
-async def read_snapshot(
-    user: CurrentUser, pool: PoolDep, mongo: MongoDep
-) -> Envelope[DashboardSnapshot]:
+async def read_snapshot(caller: SignedIn) -> Envelope[DashboardSnapshot]:
     """The caller's dashboard values now: what a page shows before live updates arrive."""
-    return ok(await build_snapshot(pool=pool, mongo=mongo, user=user))
+    return ok(await build_snapshot(pool=caller.pool, mongo=caller.mongo, user=caller.user))
 
 
 @router.get("/stream", include_in_schema=False)
-async def stream(
-    request: Request,
-    user: CurrentUser,
-    pool: PoolDep,
-    mongo: MongoDep,
-    hub: HubDep,
-) -> StreamingResponse:
+async def stream(request: Request, caller: SignedIn, hub: HubDep) -> StreamingResponse:
     # Registered before the snapshot is read: an update committed after that read is queued,
     # not lost between the two (one seen twice is harmless: pages drop repeated ids).
     subscriber = await hub.open(
-        channels=channels_of(user),
-        session_id=user.session_id,
-        expires_at=token_expiry(user),
+        channels=channels_of(caller.user),
+        session_id=caller.user.session_id,
+        expires_at=token_expiry(caller.user),
     )
     try:
-        snapshot = await build_snapshot(pool=pool, mongo=mongo, user=user)
+        snapshot = await build_snapshot(pool=caller.pool, mongo=caller.mongo, user=caller.user)
     except BaseException:
         hub.leave(subscriber)
         raise

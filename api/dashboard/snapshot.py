@@ -32,7 +32,7 @@ from api.dashboard.schemas import (
 )
 from api.disputes import service as disputes
 from api.errors import NotFound
-from api.matching.router import match
+from api.matching.router import ranked_workers
 from api.notifications.router import _out as notification_out
 from api.projects import service as projects
 from api.projects.repository import ProjectFilters
@@ -78,12 +78,12 @@ async def client_panels(pool: asyncpg.Pool, user: AuthenticatedUser) -> ClientPa
     )
     ranked = []
     for project in mine.items:
-        page = await match(
-            user=user, pool=pool, project_id=project.id, limit=MATCHES_PER_PROJECT, cursor=None
+        page = await ranked_workers(
+            pool=pool, user=user, project_id=project.id, limit=MATCHES_PER_PROJECT, cursor=None
         )
         ranked.append(
             ProjectMatches(
-                project_id=project.id, title=project.title, status=project.status, matches=page.data
+                project_id=project.id, title=project.title, status=project.status, matches=page
             )
         )
     booked = await bookings.list_bookings(

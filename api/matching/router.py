@@ -13,15 +13,16 @@ import binascii
 import uuid
 from typing import Annotated, Final
 
+import asyncpg
 from fastapi import Query
 
-from api.auth.dependencies import CurrentUser
+from api.auth.dependencies import SignedIn
+from api.auth.schemas import AuthenticatedUser
 from api.envelope import Envelope, ok
 from api.errors import Invalid, NotFound
 from api.matching.schemas import Match, MatchedWorker, MatchPage, ScoreParts
 from api.pagination import DEFAULT_LIMIT, CursorParam, Limit
 from api.routers import DomainRouter
-from api.state import PoolDep
 from tables.matching import Weights
 
 router = DomainRouter(prefix="/matching", tags=["matching"])
@@ -82,13 +83,27 @@ def _after_rank(cursor: str | None) -> int:
 
 @router.get("/match")
 async def match(
-    user: CurrentUser,
-    pool: PoolDep,
+    caller: SignedIn,
     project_id: Annotated[uuid.UUID, Query(alias="projectId")],
     limit: Limit = DEFAULT_LIMIT,
     cursor: CursorParam = None,
 ) -> Envelope[MatchPage]:
     """The project's workers, best first, with each part of their score."""
+    page = await ranked_workers(
+        pool=caller.pool, user=caller.user, project_id=project_id, limit=limit, cursor=cursor
+    )
+    return ok(page)
+
+
+async def ranked_workers(
+    *,
+    pool: asyncpg.Pool,
+    user: AuthenticatedUser,
+    project_id: uuid.UUID,
+    limit: int,
+    cursor: str | None,
+) -> MatchPage:
+    """A page of the project's ranking, for its client or an admin (404 for anyone else)."""
     after = _after_rank(cursor)
     async with pool.acquire() as conn:
         project = await conn.fetchrow(_PROJECT, project_id)
@@ -117,16 +132,14 @@ async def match(
         )
         for row in page
     ]
-    return ok(
-        MatchPage(
-            project_id=project_id,
-            project_status=project["status"],
-            weights=ScoreParts(
-                text=_WEIGHTS.text, rating=_WEIGHTS.rating, availability=_WEIGHTS.availability
-            ),
-            ranked=project["ranked"],
-            computed_at=project["computed_at"],
-            items=items,
-            next_cursor=_cursor(page[-1]["rank"]) if len(rows) > limit else None,
-        )
+    return MatchPage(
+        project_id=project_id,
+        project_status=project["status"],
+        weights=ScoreParts(
+            text=_WEIGHTS.text, rating=_WEIGHTS.rating, availability=_WEIGHTS.availability
+        ),
+        ranked=project["ranked"],
+        computed_at=project["computed_at"],
+        items=items,
+        next_cursor=_cursor(page[-1]["rank"]) if len(rows) > limit else None,
     )

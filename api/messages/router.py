@@ -11,7 +11,7 @@ import uuid
 
 from fastapi import Response, status
 
-from api.auth.dependencies import CurrentUser
+from api.auth.dependencies import SignedIn
 from api.envelope import Envelope, ok
 from api.messages import service
 from api.messages.schemas import (
@@ -26,7 +26,6 @@ from api.messages.schemas import (
 )
 from api.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor
 from api.routers import DomainRouter
-from api.state import MongoDep, PoolDep, RedisDep
 
 router = DomainRouter(tags=["messages"])
 
@@ -42,11 +41,13 @@ router = DomainRouter(tags=["messages"])
     },
 )
 async def open_conversation(
-    body: ConversationOpen, user: CurrentUser, pool: PoolDep, response: Response
+    body: ConversationOpen, caller: SignedIn, response: Response
 ) -> Envelope[ConversationOut]:
     """Open (or, when it exists, return with 200) the conversation between the caller and the
     other party of a project: its client, or a worker who bid on it or is booked for it."""
-    conversation, created = await service.open_conversation(pool=pool, user=user, body=body)
+    conversation, created = await service.open_conversation(
+        pool=caller.pool, user=caller.user, body=body
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
     return ok(conversation)
@@ -54,38 +55,38 @@ async def open_conversation(
 
 @router.get("/conversations")
 async def list_conversations(
-    user: CurrentUser, pool: PoolDep, limit: Limit = DEFAULT_LIMIT, cursor: CursorParam = None
+    caller: SignedIn, limit: Limit = DEFAULT_LIMIT, cursor: CursorParam = None
 ) -> Envelope[ConversationPage]:
     """The caller's conversations, latest activity first, each with its last message and the
     caller's unread count."""
     page = await service.list_conversations(
-        pool=pool, user=user, cursor=decode_cursor(cursor), limit=limit
+        pool=caller.pool, user=caller.user, cursor=decode_cursor(cursor), limit=limit
     )
     return ok(page)
 
 
 @router.post("/messages", status_code=status.HTTP_201_CREATED)
-async def send_message(
-    body: MessageCreate, user: CurrentUser, pool: PoolDep, redis: RedisDep
-) -> Envelope[MessageOut]:
+async def send_message(body: MessageCreate, caller: SignedIn) -> Envelope[MessageOut]:
     """Post a message to a conversation the caller is in; delivered live as `new_message`."""
-    return ok(await service.send_message(pool=pool, redis=redis, user=user, body=body))
+    return ok(
+        await service.send_message(
+            pool=caller.pool, redis=caller.redis, user=caller.user, body=body
+        )
+    )
 
 
 @router.get("/conversations/{conversation_id}/messages")
 async def conversation_history(
     conversation_id: uuid.UUID,
-    user: CurrentUser,
-    pool: PoolDep,
-    mongo: MongoDep,
+    caller: SignedIn,
     limit: Limit = DEFAULT_LIMIT,
     cursor: CursorParam = None,
 ) -> Envelope[MessagePage]:
     """A conversation's messages, newest first."""
     page = await service.history(
-        pool=pool,
-        mongo=mongo,
-        user=user,
+        pool=caller.pool,
+        mongo=caller.mongo,
+        user=caller.user,
         conversation_id=conversation_id,
         cursor=cursor,
         limit=limit,
@@ -95,15 +96,15 @@ async def conversation_history(
 
 @router.post("/conversations/{conversation_id}/read")
 async def mark_read(
-    conversation_id: uuid.UUID,
-    body: ReadReceiptIn,
-    user: CurrentUser,
-    pool: PoolDep,
-    redis: RedisDep,
+    conversation_id: uuid.UUID, body: ReadReceiptIn, caller: SignedIn
 ) -> Envelope[ReadReceiptOut]:
     """Everything up to `upToMessageId` is read by the caller; the other party hears it live
     as `messages_read`."""
     receipt = await service.mark_read(
-        pool=pool, redis=redis, user=user, conversation_id=conversation_id, body=body
+        pool=caller.pool,
+        redis=caller.redis,
+        user=caller.user,
+        conversation_id=conversation_id,
+        body=body,
     )
     return ok(receipt)

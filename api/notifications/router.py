@@ -16,13 +16,12 @@ from typing import Annotated, Any
 
 from fastapi import Path, Query
 
-from api.auth.dependencies import CurrentUser
+from api.auth.dependencies import SignedIn
 from api.envelope import Envelope, ok
 from api.errors import Invalid, NotFound
 from api.pagination import CursorParam, in_utc, instant_param
 from api.routers import DomainRouter
 from api.schemas import ApiModel
-from api.state import MongoDep
 from tables import notifications as store
 
 router = DomainRouter(prefix="/notifications", tags=["notifications"])
@@ -92,17 +91,16 @@ def decode_cursor(value: str | None) -> store.Position | None:
 
 @router.get("", response_model=Envelope[NotificationPage])
 async def list_notifications(
-    user: CurrentUser,
-    db: MongoDep,
+    caller: SignedIn,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
     cursor: CursorParam = None,
     before: Annotated[datetime | None, Query(description="nextBefore of the previous page")] = None,
     unread_only: Annotated[bool, Query(alias="unreadOnly")] = False,
 ) -> Envelope[NotificationPage]:
     """The caller's notifications, newest first."""
-    user_id = str(user.id)
+    user_id = str(caller.user.id)
     documents = await store.list_for_user(
-        db,
+        caller.mongo,
         user_id=user_id,
         limit=limit + 1,
         after=decode_cursor(cursor),
@@ -112,7 +110,7 @@ async def list_notifications(
     page = documents[:limit]
     more = len(documents) > limit
     last = store.Position(page[-1]["createdAt"], page[-1]["_id"]) if more else None
-    unread = await store.count_unread(db, user_id=user_id)
+    unread = await store.count_unread(caller.mongo, user_id=user_id)
     return ok(
         NotificationPage(
             items=[_out(d) for d in page],
@@ -124,27 +122,31 @@ async def list_notifications(
 
 
 @router.get("/unread-count", response_model=Envelope[UnreadCount])
-async def unread_count(user: CurrentUser, db: MongoDep) -> Envelope[UnreadCount]:
+async def unread_count(caller: SignedIn) -> Envelope[UnreadCount]:
     """How many of the caller's notifications are unread (for a badge)."""
-    return ok(UnreadCount(unread_count=await store.count_unread(db, user_id=str(user.id))))
+    return ok(
+        UnreadCount(
+            unread_count=await store.count_unread(caller.mongo, user_id=str(caller.user.id))
+        )
+    )
 
 
 @router.post("/{notification_id}/read", response_model=Envelope[dict[str, bool]])
 async def mark_read(
-    user: CurrentUser,
-    db: MongoDep,
-    notification_id: Annotated[str, Path(max_length=128)],
+    caller: SignedIn, notification_id: Annotated[str, Path(max_length=128)]
 ) -> Envelope[dict[str, bool]]:
     """Mark one of the caller's notifications read (idempotent)."""
-    user_id = str(user.id)
-    if not await store.exists_for_user(db, user_id=user_id, notification_id=notification_id):
+    user_id = str(caller.user.id)
+    if not await store.exists_for_user(
+        caller.mongo, user_id=user_id, notification_id=notification_id
+    ):
         raise NotFound("no such notification")
-    await store.mark_read(db, user_id=user_id, notification_id=notification_id)
+    await store.mark_read(caller.mongo, user_id=user_id, notification_id=notification_id)
     return ok({"read": True})
 
 
 @router.post("/read-all", response_model=Envelope[dict[str, int]])
-async def mark_all_read(user: CurrentUser, db: MongoDep) -> Envelope[dict[str, int]]:
+async def mark_all_read(caller: SignedIn) -> Envelope[dict[str, int]]:
     """Mark every notification of the caller read; answers how many changed."""
-    changed = await store.mark_read(db, user_id=str(user.id), notification_id=None)
+    changed = await store.mark_read(caller.mongo, user_id=str(caller.user.id), notification_id=None)
     return ok({"marked": changed})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request, Response, status
 
-from api.auth.dependencies import CurrentUser
+from api.auth.dependencies import SignedIn
 from api.envelope import Envelope, ok
 from api.errors import TulifoError
 from api.payments import service, webhooks
@@ -12,7 +12,7 @@ from api.payments.provider import StripeDep, stripe_lifespan
 from api.payments.schemas import CreateIntentRequest, IntentOut, WebhookAck
 from api.routers import DomainRouter
 from api.schemas import ExactJsonRoute
-from api.state import PoolDep, SettingsDep
+from api.state import StateDep
 from bridges.stripe import WebhookRejected, verify_webhook
 
 router = DomainRouter(
@@ -22,16 +22,12 @@ router = DomainRouter(
 
 @router.post("/create-intent", status_code=status.HTTP_201_CREATED)
 async def create_intent(
-    body: CreateIntentRequest,
-    user: CurrentUser,
-    pool: PoolDep,
-    stripe: StripeDep,
-    response: Response,
+    body: CreateIntentRequest, caller: SignedIn, stripe: StripeDep, response: Response
 ) -> Envelope[IntentOut]:
     """The booking's PaymentIntent: 201 when made now, 200 with the same intent afterwards.
     Terms a seed client states (payeeId, amount, currency) must be the booking's: 422 else."""
     intent, created = await service.create_intent(
-        pool=pool, stripe=stripe, user=user, booking_id=body.booking_id, stated=body
+        pool=caller.pool, stripe=stripe, user=caller.user, booking_id=body.booking_id, stated=body
     )
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -40,7 +36,7 @@ async def create_intent(
 
 @router.post("/webhook")
 async def stripe_webhook(
-    request: Request, pool: PoolDep, settings: SettingsDep, stripe: StripeDep
+    request: Request, state: StateDep, stripe: StripeDep
 ) -> Envelope[WebhookAck]:
     """Stripe's events, verified on the raw body with the endpoint's signing secret.
 
@@ -52,8 +48,8 @@ async def stripe_webhook(
         event = verify_webhook(
             payload,
             request.headers.get("stripe-signature"),
-            settings.stripe_webhook_secret.get_secret_value(),
+            state.settings.stripe_webhook_secret.get_secret_value(),
         )
     except WebhookRejected as exc:
         raise TulifoError(exc.message, code=exc.code) from exc
-    return ok(await webhooks.handle_event(pool=pool, stripe=stripe, event=event))
+    return ok(await webhooks.handle_event(pool=state.pool, stripe=stripe, event=event))

@@ -12,8 +12,7 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Query, status
 
-from api.auth.dependencies import CurrentUser, OptionalUser, require_role
-from api.auth.schemas import AuthenticatedUser
+from api.auth.dependencies import Caller, SignedIn, Viewing, signed_in
 from api.envelope import Envelope, ok
 from api.errors import Invalid
 from api.money import MAX_AMOUNT_CENTS
@@ -33,24 +32,20 @@ from api.projects.schemas import (
 )
 from api.routers import DomainRouter
 from api.schemas import ExactJsonRoute
-from api.state import PoolDep
 
 router = DomainRouter(prefix="/projects", tags=["projects"], route_class=ExactJsonRoute)
 
-ClientUser = Annotated[AuthenticatedUser, Depends(require_role("client"))]
+ClientCaller = Annotated[Caller, Depends(signed_in("client"))]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_project(
-    body: ProjectCreate, user: ClientUser, pool: PoolDep
-) -> Envelope[ProjectOut]:
-    return ok(await service.create_project(pool=pool, client=user, body=body))
+async def create_project(body: ProjectCreate, caller: ClientCaller) -> Envelope[ProjectOut]:
+    return ok(await service.create_project(pool=caller.pool, client=caller.user, body=body))
 
 
 @router.get("")
 async def list_projects(
-    pool: PoolDep,
-    viewer: OptionalUser,
+    visitor: Viewing,
     status_: Annotated[list[ProjectStatus] | None, Query(alias="status")] = None,
     skills: Annotated[
         list[str] | None,
@@ -89,7 +84,11 @@ async def list_projects(
         mine=mine,
     )
     page = await service.list_projects(
-        pool=pool, viewer=viewer, filters=filters, cursor=decode_cursor(cursor), limit=limit
+        pool=visitor.pool,
+        viewer=visitor.user,
+        filters=filters,
+        cursor=decode_cursor(cursor),
+        limit=limit,
     )
     return ok(page)
 
@@ -112,24 +111,28 @@ def skill_keys(values: list[str]) -> tuple[str, ...]:
 
 
 @router.get("/{project_id}")
-async def read_project(
-    project_id: uuid.UUID, pool: PoolDep, viewer: OptionalUser
-) -> Envelope[ProjectOut]:
-    return ok(await service.get_project(pool=pool, viewer=viewer, project_id=project_id))
+async def read_project(project_id: uuid.UUID, visitor: Viewing) -> Envelope[ProjectOut]:
+    return ok(
+        await service.get_project(pool=visitor.pool, viewer=visitor.user, project_id=project_id)
+    )
 
 
 @router.patch("/{project_id}")
 async def update_project(
-    project_id: uuid.UUID, body: ProjectUpdate, user: CurrentUser, pool: PoolDep
+    project_id: uuid.UUID, body: ProjectUpdate, caller: SignedIn
 ) -> Envelope[ProjectOut]:
-    return ok(await service.update_project(pool=pool, user=user, project_id=project_id, body=body))
+    return ok(
+        await service.update_project(
+            pool=caller.pool, user=caller.user, project_id=project_id, body=body
+        )
+    )
 
 
 @router.put("/{project_id}/status")
 async def change_status(
-    project_id: uuid.UUID, body: StatusChange, user: CurrentUser, pool: PoolDep, stripe: StripeDep
+    project_id: uuid.UUID, body: StatusChange, caller: SignedIn, stripe: StripeDep
 ) -> Envelope[ProjectOut]:
     moved = await service.change_status(
-        pool=pool, stripe=stripe, user=user, project_id=project_id, target=body.status
+        pool=caller.pool, stripe=stripe, user=caller.user, project_id=project_id, target=body.status
     )
     return ok(moved)

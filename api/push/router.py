@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from fastapi import Request, Response, status
 
-from api.auth.dependencies import CurrentUser
+from api.auth.dependencies import SignedIn
 from api.envelope import Envelope, ok
 from api.push.schemas import (
     PushSubscriptionIn,
@@ -18,7 +18,7 @@ from api.push.schemas import (
 )
 from api.routers import DomainRouter
 from api.schemas import FieldProblem
-from api.state import MongoDep, SettingsDep
+from api.state import SettingsDep
 from bridges.webpush import vapid_public_key
 from infrastructure.mongo import MongoDatabase
 from tables import push_subscriptions as store
@@ -46,22 +46,18 @@ async def get_vapid_public_key(settings: SettingsDep) -> Envelope[VapidPublicKey
 
 @router.post("/subscriptions", status_code=status.HTTP_201_CREATED)
 async def subscribe(
-    body: PushSubscriptionIn,
-    user: CurrentUser,
-    db: MongoDep,
-    settings: SettingsDep,
-    request: Request,
+    body: PushSubscriptionIn, caller: SignedIn, request: Request
 ) -> Envelope[PushSubscriptionOut]:
     """Store the browser's subscription for the caller. Subscribing again is harmless; an
     endpoint another user had subscribed moves to the caller (the browser changed hands)."""
-    problem = endpoint_problem(body.endpoint, production=settings.is_production)
+    problem = endpoint_problem(body.endpoint, production=caller.settings.is_production)
     if problem is not None:
         raise FieldProblem("endpoint", problem, "push_endpoint").as_invalid()
-    await _ensure_indexes_once(db)
+    await _ensure_indexes_once(caller.mongo)
     user_agent = request.headers.get("user-agent")
     await store.save_subscription(
-        db,
-        user_id=str(user.id),
+        caller.mongo,
+        user_id=str(caller.user.id),
         endpoint=body.endpoint,
         p256dh=body.keys.p256dh,
         auth=body.keys.auth,
@@ -72,7 +68,9 @@ async def subscribe(
 
 
 @router.delete("/subscriptions", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
-async def unsubscribe(body: UnsubscribeIn, user: CurrentUser, db: MongoDep) -> None:
+async def unsubscribe(body: UnsubscribeIn, caller: SignedIn) -> None:
     """Forget the caller's subscription at `endpoint`. Idempotent, and 204 whether or not there
     was one: another user's subscription is never touched, nor its existence told."""
-    await store.delete_subscription(db, user_id=str(user.id), endpoint=body.endpoint)
+    await store.delete_subscription(
+        caller.mongo, user_id=str(caller.user.id), endpoint=body.endpoint
+    )

@@ -28,7 +28,7 @@ from fastapi import FastAPI, WebSocket
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from api.auth.dependencies import CurrentUser
+from api.auth.dependencies import SignedIn
 from api.envelope import Envelope, ok
 from api.errors import ServiceUnavailable
 from api.messages import live
@@ -37,7 +37,7 @@ from api.realtime.hub import CLOSE_TOO_SLOW, Connection, Hub
 from api.routers import DomainRouter
 from api.schemas import ResponseModel
 from api.sessions import denylist
-from api.state import AppState, RedisDep, SettingsDep
+from api.state import AppState
 from streams.messages import user_room
 
 log = logging.getLogger(__name__)
@@ -74,23 +74,19 @@ class TicketOut(ResponseModel):
 
 
 @router.post("/realtime/ticket")
-async def issue_ticket(
-    user: CurrentUser,
-    redis: RedisDep,
-    settings: SettingsDep,
-) -> Envelope[TicketOut]:
+async def issue_ticket(caller: SignedIn) -> Envelope[TicketOut]:
     """A one-use ticket for the live socket: connect to `url` within `expiresIn` seconds."""
     # The socket ends with the access token that asked for it (checked on its heartbeat).
-    assert user.token_expires_at is not None  # always set for a request's user
-    ttl = settings.realtime_ticket_ttl_seconds
+    assert caller.user.token_expires_at is not None  # always set for a request's user
+    ttl = caller.settings.realtime_ticket_ttl_seconds
     ticket = tickets.Ticket(
-        user_id=user.id,
-        role=user.role,
-        session_id=user.session_id,
-        expires_at=user.token_expires_at,
+        user_id=caller.user.id,
+        role=caller.user.role,
+        session_id=caller.user.session_id,
+        expires_at=caller.user.token_expires_at,
     )
     try:
-        value = await tickets.issue(redis, ticket, ttl_seconds=ttl)
+        value = await tickets.issue(caller.redis, ticket, ttl_seconds=ttl)
     except RedisError as exc:
         raise ServiceUnavailable("live updates are unavailable right now") from exc
     return ok(TicketOut(ticket=value, expires_in=ttl, url=f"/api/ws?ticket={value}"))

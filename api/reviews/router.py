@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Query, status
 
-from api.auth.dependencies import CurrentUser
+from api.auth.dependencies import SignedIn
 from api.envelope import Envelope, ok
 from api.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor
 from api.reviews import service
@@ -20,10 +20,8 @@ router = DomainRouter(tags=["reviews"])
 
 
 @router.post("/reviews", status_code=status.HTTP_201_CREATED)
-async def create_review(
-    body: ReviewCreate, user: CurrentUser, pool: PoolDep
-) -> Envelope[ReviewOut]:
-    return ok(await service.create_review(pool=pool, user=user, body=body))
+async def create_review(body: ReviewCreate, caller: SignedIn) -> Envelope[ReviewOut]:
+    return ok(await service.create_review(pool=caller.pool, user=caller.user, body=body))
 
 
 @router.get("/reviews")

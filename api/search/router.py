@@ -15,7 +15,7 @@ from typing import Annotated, Any, Final
 from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError, TransportError
 from fastapi import Query
 
-from api.auth.dependencies import OptionalUser
+from api.auth.dependencies import Viewing
 from api.envelope import Envelope, ok
 from api.errors import Invalid, ServiceUnavailable
 from api.money import MAX_AMOUNT_CENTS
@@ -141,8 +141,7 @@ async def search_workers(
 
 @router.get("/projects")
 async def search_projects(
-    state: StateDep,
-    viewer: OptionalUser,
+    visitor: Viewing,
     q: Query_ = None,
     skills: Skills = None,
     skills_match: SkillsMatchParam = "any",
@@ -167,12 +166,12 @@ async def search_projects(
     client's own in any status, all for an admin."""
     _ordered("minBudget", min_budget, "maxBudget", max_budget)
     text = _text("q", q)
-    if viewer is None or viewer.role not in ("client", "admin"):
+    if visitor.user is None or visitor.user.role not in ("client", "admin"):
         who = ProjectViewer(role="public")
-    elif viewer.role == "admin":
+    elif visitor.user.role == "admin":
         who = ProjectViewer(role="admin")
     else:
-        who = ProjectViewer(role="client", user_id=str(viewer.id))
+        who = ProjectViewer(role="client", user_id=str(visitor.user.id))
     search = ProjectSearch(
         sort=queries.project_sort(sort, text),
         viewer=who,
@@ -186,8 +185,8 @@ async def search_projects(
     )
     after = queries.decode_cursor(cursor, search, queries.PROJECT_SORTS[search.sort])
     request = queries.project_request(search, size=limit + 1, after=after)
-    index = PROJECTS.name(state.settings.search_index_prefix)
-    response = await _search(state.search, index, request)
+    index = PROJECTS.name(visitor.state.settings.search_index_prefix)
+    response = await _search(visitor.state.search, index, request)
     hits, next_cursor = _page(response, limit, search)
     aggregations = response.get("aggregations")
     return ok(

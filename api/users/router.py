@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 
-from api.auth.dependencies import CurrentUser
+from api.auth.dependencies import SignedIn
 from api.envelope import Envelope, ok
 from api.routers import DomainRouter
 from api.state import PoolDep
@@ -19,29 +19,27 @@ router = DomainRouter(prefix="/users", tags=["users"])
 
 
 @router.get("/me/profile")
-async def read_my_profile(user: CurrentUser, pool: PoolDep) -> Envelope[ProfileOut]:
-    return ok(await service.get_profile(pool=pool, user_id=user.id))
+async def read_my_profile(caller: SignedIn) -> Envelope[ProfileOut]:
+    return ok(await service.get_profile(pool=caller.pool, user_id=caller.user.id))
 
 
 @router.put("/me/profile")
 @router.patch("/me/profile")
-async def update_my_profile(
-    body: ProfileUpdate, user: CurrentUser, pool: PoolDep
-) -> Envelope[ProfileOut]:
-    return ok(await service.update_profile(pool=pool, user_id=user.id, body=body))
+async def update_my_profile(body: ProfileUpdate, caller: SignedIn) -> Envelope[ProfileOut]:
+    return ok(await service.update_profile(pool=caller.pool, user_id=caller.user.id, body=body))
 
 
 @router.get("/me/settings")
-async def read_my_settings(user: CurrentUser, pool: PoolDep) -> Envelope[UserSettings]:
-    return ok(await service.get_settings(pool=pool, user_id=user.id))
+async def read_my_settings(caller: SignedIn) -> Envelope[UserSettings]:
+    return ok(await service.get_settings(pool=caller.pool, user_id=caller.user.id))
 
 
 @router.put("/me/settings")
 @router.patch("/me/settings")
-async def update_my_settings(
-    body: UserSettings, user: CurrentUser, pool: PoolDep
-) -> Envelope[UserSettings]:
-    updated = await service.update_settings(pool=pool, user_id=user.id, role=user.role, body=body)
+async def update_my_settings(body: UserSettings, caller: SignedIn) -> Envelope[UserSettings]:
+    updated = await service.update_settings(
+        pool=caller.pool, user_id=caller.user.id, role=caller.user.role, body=body
+    )
     return ok(updated)
 
 

@@ -13,9 +13,6 @@ import httpx
 import jwt
 import pytest
 
-from api.auth.dependencies import require_role
-from api.auth.schemas import AuthenticatedUser
-from api.errors import Forbidden
 from infrastructure.settings import Settings
 from tests.api.conftest import Account, bearer, register
 
@@ -176,14 +173,3 @@ async def test_a_token_of_a_user_that_does_not_exist_is_refused(
     ghost = Account(uuid.uuid4(), "ghost@example.com", "", "worker", "", "")
     token = jwt.encode(_claims(ghost), _access_secret(settings), "HS256")
     _assert_refused(await _me(client, token))
-
-
-async def test_require_role_lets_only_the_named_roles_through() -> None:
-    from datetime import UTC, datetime
-
-    check = require_role("admin")
-    worker = AuthenticatedUser(uuid.uuid4(), "w@example.com", "W", "worker", datetime.now(UTC))
-    admin = AuthenticatedUser(uuid.uuid4(), "a@example.com", "A", "admin", datetime.now(UTC))
-    assert await check(admin) is admin
-    with pytest.raises(Forbidden):
-        await check(worker)
