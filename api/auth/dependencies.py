@@ -133,6 +133,4 @@ get_current_user = BearerUser()
 CurrentUser = Annotated[AuthenticatedUser, Depends(get_current_user)]
 SignedIn = Annotated[Caller, Depends(signed_in())]
 Admin = Annotated[Caller, Depends(signed_in("admin"))]
-Viewing = Annotated[
-    Visitor, Depends(BearerVisitor(scheme_name="HTTPBearer", auto_error=False))
-]
+Viewing = Annotated[Visitor, Depends(BearerVisitor(scheme_name="HTTPBearer", auto_error=False))]

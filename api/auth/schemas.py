@@ -11,7 +11,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from api.auth.passwords import BCRYPT_MAX_BYTES, fits_bcrypt
-from api.schemas import ApiModel, FieldProblem, PairedApiModel, filled_in
+from api.schemas import ApiModel, FieldProblem, PairedApiModel, ResponseModel, filled_in
 from api.users.schemas import ProfileSummary
 
 # RFC 5321 caps a forward path at 256 octets including the angle brackets.
@@ -111,7 +111,7 @@ class RefreshRequest(ApiModel):
     refresh_token: Token
 
 
-class UserOut(ApiModel):
+class UserOut(ResponseModel):
     id: uuid.UUID
     email: str
     name: str
@@ -125,7 +125,7 @@ class MeOut(UserOut):
     profile: ProfileSummary
 
 
-class TokensOut(ApiModel):
+class TokensOut(ResponseModel):
     access_token: str
     refresh_token: str
     token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 (a scheme name, not a secret)

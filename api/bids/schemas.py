@@ -10,10 +10,10 @@ from pydantic import Field, model_validator
 
 from api.projects.schemas import AmountCents, Currency, bounded, check_chargeable
 from api.schemas import (
-    ApiModel,
     DecimalAmount,
     FieldProblem,
     PairedApiModel,
+    ResponseModel,
     filled_in,
     resolve_amount,
 )
@@ -86,7 +86,7 @@ class BidCreate(PairedApiModel):
         return amount_cents
 
 
-class BidOut(ApiModel):
+class BidOut(ResponseModel):
     id: uuid.UUID
     project_id: uuid.UUID
     worker_id: uuid.UUID
@@ -99,12 +99,12 @@ class BidOut(ApiModel):
     updated_at: datetime
 
 
-class BidPage(ApiModel):
+class BidPage(ResponseModel):
     items: list[BidOut]
     next_cursor: str | None
 
 
-class BidAcceptance(ApiModel):
+class BidAcceptance(ResponseModel):
     """The accepted bid and the project it awarded."""
 
     bid: BidOut

@@ -10,10 +10,10 @@ from typing import Literal
 import asyncpg
 
 from api.pagination import Cursor, split_page
-from api.schemas import ApiModel
+from api.schemas import ResponseModel
 
 
-class EarningsTotals(ApiModel):
+class EarningsTotals(ResponseModel):
     """A worker's money in one currency. Payouts are net of the platform fee (`feesCents` is what
     the platform kept on them); `heldCents` is gross, before the fee its release will keep."""
 
@@ -29,11 +29,11 @@ class EarningsTotals(ApiModel):
     held_cents: int
 
 
-class Earnings(ApiModel):
+class Earnings(ResponseModel):
     currencies: list[EarningsTotals]
 
 
-class PayoutItem(ApiModel):
+class PayoutItem(ResponseModel):
     payout_id: uuid.UUID
     escrow_id: uuid.UUID
     booking_id: uuid.UUID
@@ -48,7 +48,7 @@ class PayoutItem(ApiModel):
     updated_at: datetime
 
 
-class PayoutPage(ApiModel):
+class PayoutPage(ResponseModel):
     items: list[PayoutItem]
     # Pass as `cursor` for the next page; null on the last one.
     next_cursor: str | None

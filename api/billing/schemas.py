@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from api.schemas import ApiModel
+from api.schemas import ResponseModel
 
 
-class CurrencyTotals(ApiModel):
+class CurrencyTotals(ResponseModel):
     """A client's money in one currency. paidCents == refundedCents + inEscrowCents +
     releasedCents (up to refunds made outside the platform and still under review)."""
 
@@ -29,11 +29,11 @@ class CurrencyTotals(ApiModel):
     fees_cents: int
 
 
-class BillingSummary(ApiModel):
+class BillingSummary(ResponseModel):
     currencies: list[CurrencyTotals]
 
 
-class PaymentItem(ApiModel):
+class PaymentItem(ResponseModel):
     payment_id: uuid.UUID
     booking_id: uuid.UUID
     project_id: uuid.UUID
@@ -50,7 +50,7 @@ class PaymentItem(ApiModel):
     succeeded_at: datetime | None
 
 
-class PaymentPage(ApiModel):
+class PaymentPage(ResponseModel):
     items: list[PaymentItem]
     # Pass as `cursor` for the next page; null on the last one.
     next_cursor: str | None

@@ -9,7 +9,13 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from api.projects.schemas import AmountCents
-from api.schemas import ApiModel, DecimalAmount, FieldProblem, PairedApiModel, resolve_amount
+from api.schemas import (
+    DecimalAmount,
+    FieldProblem,
+    PairedApiModel,
+    ResponseModel,
+    resolve_amount,
+)
 
 EscrowStatus = Literal["unfunded", "funded", "frozen", "refunding", "released", "refunded", "split"]
 
@@ -58,7 +64,7 @@ class BookingCreate(PairedApiModel):
         )
 
 
-class EscrowHoldOut(ApiModel):
+class EscrowHoldOut(ResponseModel):
     id: uuid.UUID
     status: EscrowStatus
     amount_cents: int
@@ -71,7 +77,7 @@ class EscrowHoldOut(ApiModel):
     updated_at: datetime
 
 
-class BookingOut(ApiModel):
+class BookingOut(ResponseModel):
     id: uuid.UUID
     project_id: uuid.UUID
     bid_id: uuid.UUID
@@ -83,12 +89,12 @@ class BookingOut(ApiModel):
     created_at: datetime
 
 
-class PartyOut(ApiModel):
+class PartyOut(ResponseModel):
     id: uuid.UUID
     name: str
 
 
-class BookingItem(ApiModel):
+class BookingItem(ResponseModel):
     """A booking as its parties list it: the project, both sides, the price and where the money
     is (the escrow hold's status is the booking's status)."""
 
@@ -108,7 +114,7 @@ class BookingItem(ApiModel):
     created_at: datetime
 
 
-class BookingPage(ApiModel):
+class BookingPage(ResponseModel):
     items: list[BookingItem]
     # Pass as `cursor` for the next page; null on the last one.
     next_cursor: str | None

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, HttpUrl, StringConstraints
 
 from api.money import MAX_AMOUNT_CENTS
-from api.schemas import ApiModel
+from api.schemas import ApiModel, ResponseModel
 
 MAX_EVIDENCE_ITEMS = 20
 Resolution = Literal["release", "refund", "split"]
@@ -63,7 +63,7 @@ class ResolveDisputeRequest(ApiModel):
     note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)] | None = None
 
 
-class DisputeOut(ApiModel):
+class DisputeOut(ResponseModel):
     id: uuid.UUID
     project_id: uuid.UUID
     escrow_id: uuid.UUID
@@ -88,12 +88,12 @@ class DisputeOut(ApiModel):
     updated_at: datetime
 
 
-class OpenerOut(ApiModel):
+class OpenerOut(ResponseModel):
     id: uuid.UUID
     name: str
 
 
-class DisputeItem(ApiModel):
+class DisputeItem(ResponseModel):
     """A dispute as an admin's queue lists it; GET /api/disputes/{id} has its evidence."""
 
     id: uuid.UUID
@@ -115,7 +115,7 @@ class DisputeItem(ApiModel):
     created_at: datetime
 
 
-class DisputePage(ApiModel):
+class DisputePage(ResponseModel):
     items: list[DisputeItem]
     # Pass as `cursor` for the next page; null on the last one.
     next_cursor: str | None

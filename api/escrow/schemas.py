@@ -6,12 +6,12 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from api.schemas import ApiModel
+from api.schemas import ResponseModel
 
 EscrowStatus = Literal["unfunded", "funded", "frozen", "refunding", "released", "refunded", "split"]
 
 
-class PayoutOut(ApiModel):
+class PayoutOut(ResponseModel):
     id: uuid.UUID
     # What the worker receives, and the platform fee kept on the released part.
     amount_cents: int
@@ -20,7 +20,7 @@ class PayoutOut(ApiModel):
     status: Literal["pending_transfer", "transferred"]
 
 
-class PaymentAttemptOut(ApiModel):
+class PaymentAttemptOut(ResponseModel):
     """One PaymentIntent made to fund the hold; a declined card leaves it 'failed' until the
     client retries."""
 
@@ -47,7 +47,7 @@ class PayoutMovementOut(PayoutOut):
     updated_at: datetime
 
 
-class RefundOut(ApiModel):
+class RefundOut(ResponseModel):
     id: uuid.UUID
     payment_id: uuid.UUID
     amount_cents: int
@@ -58,7 +58,7 @@ class RefundOut(ApiModel):
     created_at: datetime
 
 
-class EscrowOut(ApiModel):
+class EscrowOut(ResponseModel):
     id: uuid.UUID
     booking_id: uuid.UUID
     project_id: uuid.UUID

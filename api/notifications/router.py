@@ -21,7 +21,7 @@ from api.envelope import Envelope, ok
 from api.errors import Invalid, NotFound
 from api.pagination import CursorParam, in_utc, instant_param
 from api.routers import DomainRouter
-from api.schemas import ApiModel
+from api.schemas import ResponseModel
 from tables import notifications as store
 
 router = DomainRouter(prefix="/notifications", tags=["notifications"])
@@ -29,7 +29,7 @@ router = DomainRouter(prefix="/notifications", tags=["notifications"])
 MAX_PAGE = 100
 
 
-class NotificationOut(ApiModel):
+class NotificationOut(ResponseModel):
     id: str
     type: str
     title: str
@@ -40,7 +40,7 @@ class NotificationOut(ApiModel):
     created_at: datetime
 
 
-class NotificationPage(ApiModel):
+class NotificationPage(ResponseModel):
     items: list[NotificationOut]
     unread_count: int
     # Pass as `cursor` to get the next (older) page; null on the last page.
@@ -49,7 +49,7 @@ class NotificationPage(ApiModel):
     next_before: datetime | None
 
 
-class UnreadCount(ApiModel):
+class UnreadCount(ResponseModel):
     unread_count: int
 
 

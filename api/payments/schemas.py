@@ -10,7 +10,14 @@ from pydantic import Field
 
 from api.money import format_major
 from api.projects.schemas import AmountCents, Currency
-from api.schemas import ApiModel, DecimalAmount, FieldProblem, invalid, resolve_amount
+from api.schemas import (
+    ApiModel,
+    DecimalAmount,
+    FieldProblem,
+    ResponseModel,
+    invalid,
+    resolve_amount,
+)
 
 PaymentStatus = Literal["pending", "succeeded", "failed"]
 
@@ -71,7 +78,7 @@ class CreateIntentRequest(ApiModel):
             raise invalid(details)
 
 
-class IntentOut(ApiModel):
+class IntentOut(ResponseModel):
     """What the client's browser needs to confirm the payment with Stripe.js.
 
     The client is charged amount_cents (the agreed amount); the platform fee is 10% of it,
@@ -90,7 +97,7 @@ class IntentOut(ApiModel):
     status: PaymentStatus
 
 
-class WebhookAck(ApiModel):
+class WebhookAck(ResponseModel):
     event_id: str
     # applied: it changed something; duplicate: seen before, nothing done; ignored: not a type
     # or object we act on; rejected: ours but inconsistent (see note), nothing done.

@@ -26,6 +26,7 @@ from api.schemas import (
     DecimalAmount,
     FieldProblem,
     PairedApiModel,
+    ResponseModel,
     filled_in,
     resolve_amount,
 )
@@ -216,7 +217,7 @@ class StatusChange(ApiModel):
     status: ProjectStatus
 
 
-class ProjectOut(ApiModel):
+class ProjectOut(ResponseModel):
     id: uuid.UUID
     client_id: uuid.UUID
     title: str
@@ -234,7 +235,7 @@ class ProjectOut(ApiModel):
     updated_at: datetime
 
 
-class ProjectPage(ApiModel):
+class ProjectPage(ResponseModel):
     items: list[ProjectOut]
     # Pass back as `cursor` for the next page; null on the last one.
     next_cursor: str | None

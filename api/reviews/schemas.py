@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from api.projects.schemas import bounded
-from api.schemas import ApiModel
+from api.schemas import ApiModel, ResponseModel
 
 
 class ReviewCreate(ApiModel):
@@ -22,7 +22,7 @@ class ReviewCreate(ApiModel):
     comment: Annotated[str, bounded(2000)] = ""
 
 
-class ReviewOut(ApiModel):
+class ReviewOut(ResponseModel):
     id: uuid.UUID
     project_id: uuid.UUID
     reviewer_id: uuid.UUID
@@ -34,6 +34,6 @@ class ReviewOut(ApiModel):
     created_at: datetime
 
 
-class ReviewPage(ApiModel):
+class ReviewPage(ResponseModel):
     items: list[ReviewOut]
     next_cursor: str | None

@@ -6,20 +6,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Final
 
-from api.schemas import ApiModel
+from api.schemas import ResponseModel
 
 # A project's description in a hit: enough to judge it from the list; the full text is at
 # GET /api/projects/{id}.
 DESCRIPTION_PREVIEW_CHARS: Final = 300
 
 
-class FacetBucket(ApiModel):
+class FacetBucket(ResponseModel):
     # Skills as the index keeps them: lowercased, so "Python" and "python" are one bucket.
     value: str
     count: int
 
 
-class WorkerHit(ApiModel):
+class WorkerHit(ResponseModel):
     id: str
     name: str
     headline: str
@@ -57,7 +57,7 @@ class WorkerHit(ApiModel):
         )
 
 
-class ProjectHit(ApiModel):
+class ProjectHit(ResponseModel):
     id: str
     client_id: str
     title: str
@@ -103,17 +103,17 @@ def preview(text: str, limit: int = DESCRIPTION_PREVIEW_CHARS) -> str:
     return cut.rstrip() + "…"
 
 
-class WorkerFacets(ApiModel):
+class WorkerFacets(ResponseModel):
     skills: list[FacetBucket]
     availability: list[FacetBucket]
 
 
-class ProjectFacets(ApiModel):
+class ProjectFacets(ResponseModel):
     skills: list[FacetBucket]
     status: list[FacetBucket]
 
 
-class WorkerResults(ApiModel):
+class WorkerResults(ResponseModel):
     items: list[WorkerHit]
     # Every match, not only this page's.
     total: int
@@ -123,7 +123,7 @@ class WorkerResults(ApiModel):
     next_cursor: str | None
 
 
-class ProjectResults(ApiModel):
+class ProjectResults(ResponseModel):
     items: list[ProjectHit]
     total: int
     facets: ProjectFacets

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from api.schemas import ApiModel
+from api.schemas import ResponseModel
 from api.sessions.devices import DeviceKind
 
 
-class DeviceOut(ApiModel):
+class DeviceOut(ResponseModel):
     # "Firefox 126 on Windows"; "Unknown device" when the header said nothing we know.
     label: str
     browser: str | None
@@ -18,7 +18,7 @@ class DeviceOut(ApiModel):
     user_agent: str
 
 
-class SessionItem(ApiModel):
+class SessionItem(ResponseModel):
     id: uuid.UUID
     # True for the session of the access token that asked.
     current: bool
@@ -32,9 +32,9 @@ class SessionItem(ApiModel):
     expires_at: datetime
 
 
-class SessionList(ApiModel):
+class SessionList(ResponseModel):
     items: list[SessionItem]
 
 
-class RevokedOut(ApiModel):
+class RevokedOut(ResponseModel):
     revoked: int

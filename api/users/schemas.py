@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from api.schemas import ApiModel
+from api.schemas import ApiModel, ResponseModel
 
 # $10,000 an hour: far above any real rate, low enough that rate x hours stays a sane bigint
 # and a typo of a few extra zeros is caught.
@@ -141,7 +141,7 @@ class ProfileUpdate(ApiModel):
         return value
 
 
-class ProfileBase(ApiModel):
+class ProfileBase(ResponseModel):
     user_id: uuid.UUID
     name: str
     first_name: str
@@ -190,7 +190,7 @@ class PublicWorkerProfile(WorkerProfileOut):
     member_since: datetime
 
 
-class ProfileSummary(ApiModel):
+class ProfileSummary(ResponseModel):
     """The few profile fields shown next to the user's name (GET /api/auth/me)."""
 
     avatar_url: str | None = None
