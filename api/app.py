@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from api import health
 from api.cors import CorsPolicy
@@ -22,6 +23,14 @@ from infrastructure.database import create_pool
 from infrastructure.mongo import create_mongo_client, mongo_database
 from infrastructure.search import create_search_client
 from infrastructure.settings import Settings, get_settings
+
+# FastAPI asks OpenTelemetry on every request whether a provider is configured; we set none.
+_NO_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -53,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Tulifo Gig",
         version="0.1.0",
         lifespan=lifespan,
+        telemetry=None if settings.opentelemetry else _NO_TELEMETRY,
         docs_url="/docs",
         openapi_url="/openapi.json",
     )

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     service_name: str = "tulifo"
     log_level: str = "INFO"
     log_json: bool = True
+    # FastAPI's native OpenTelemetry spans and metrics per request, for a process with an SDK
+    # provider configured. Off: deciding each request that no provider is set costs ~10 us.
+    opentelemetry: bool = False
 
     # --- service URLs (DESIGN.md §5): each is probed; unset or silent ones get an embedded stand-in
     database_url: str = "postgresql://postgres@127.0.0.1:5432/tulifo"
