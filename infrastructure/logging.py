@@ -53,10 +53,22 @@ class _AccessLines:
     def __init__(self, handler: logging.StreamHandler[Any], service: str) -> None:
         self.handler = handler
         self.service = service
+        self._second = -1
+        self._second_text = ""
+
+    def _timestamp(self) -> str:
+        """Now, as JsonFormatter writes it ("2026-12-04T15:27:25.696+00:00"): the date and time
+        formatted once a second (datetime's isoformat was ~2 us of each request)."""
+        now_ms = time.time_ns() // 1_000_000
+        second, ms = divmod(now_ms, 1000)
+        if second != self._second:
+            self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = second
+        return f"{self._second_text}.{ms:03d}+00:00"
 
     def write(self, method: str, path: str, status: int, duration_ms: float, route: str) -> None:
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(time.time(), UTC).isoformat(timespec="milliseconds"),
+            "ts": self._timestamp(),
             "level": "info",
             "logger": ACCESS_LOGGER,
             "service": self.service,
