@@ -22,7 +22,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +41,8 @@ from infrastructure.processes import ManagedProcess, free_port
 TARGET_P99_MS = 50.0
 # Our write path's server CPU per write at most this many times the floor's (issue 10).
 FLOOR_RATIO_TARGET = 1.3
+# The calm window is taken in this many slices, in turns with the floor's (`measure`).
+FLOOR_SLICES = 10
 # The achieved rate may fall this short of the offered one (the last answers land after the
 # window closes) and still count as sustained.
 RATE_TOLERANCE = 0.97
@@ -88,35 +90,29 @@ class ApiWriteResult:
     stormy: WriteWindow | None
     outbox_events: int
     writes_sent_ok: int
-    # The same calm load on the floor app (bench/peers/api_floor.py), in the same run.
+    # The same load on the floor app (bench/peers/api_floor.py), in turns with ours: in the
+    # calm window, and in the storm's (the logins still going to ours).
     floor: WriteWindow | None = None
+    stormy_floor: WriteWindow | None = None
 
     def rows(self) -> list[Row]:
         rows: list[Row] = []
         events_note = f"{self.outbox_events:,}/{self.writes_sent_ok:,} outbox events"
-        if self.floor is not None:
-            rows += self._floor_rows(self.floor)
         if self.calm is not None:
-            rows += self._write_rows("api-write", self.calm, events_note)
+            if self.floor is not None:
+                rows += _floor_rows("api-write", self.floor)
+            rows += self._write_rows("api-write", self.calm, self.floor, events_note)
         if self.stormy is not None:
-            rows += self._write_rows("api-write-storm", self.stormy, events_note)
+            if self.stormy_floor is not None:
+                rows += _floor_rows("api-write-storm", self.stormy_floor)
+            rows += self._write_rows("api-write-storm", self.stormy, self.stormy_floor, events_note)
             assert self.stormy.storm is not None
             rows += _login_rows("api-write-storm", self.stormy.storm)
         return rows
 
-    def _floor_rows(self, floor: WriteWindow) -> list[Row]:
-        cores = f"server {floor.cpu.cores(floor.cpu.server_s):.2f} cores"
-        return [
-            row("api-write floor p99", floor.load.latency_ms(99), "ms", note=cores),
-            row(
-                "api-write floor CPU per write",
-                cpu_ms_per_request(floor),
-                "ms",
-                note="bare FastAPI + asyncpg doing the same write (bench/peers/api_floor.py)",
-            ),
-        ]
-
-    def _write_rows(self, name: str, window: WriteWindow, events_note: str) -> list[Row]:
+    def _write_rows(
+        self, name: str, window: WriteWindow, floor: WriteWindow | None, events_note: str
+    ) -> list[Row]:
         load, rate, cpu = window.load, self.plan.rate, window.cpu
         server, client = cpu.cores(cpu.server_s), cpu.cores(cpu.client_s)
         server_text = f"server {server:.2f}"
@@ -142,8 +138,8 @@ class ApiWriteResult:
         # take of the event loop, the thread every request queues for.
         loop_only = window.storm is not None
         per_write = cpu_ms_per_request(window, loop_only=loop_only)
-        if self.floor is not None:
-            floor_ms = cpu_ms_per_request(self.floor)
+        if floor is not None:
+            floor_ms = cpu_ms_per_request(floor)
             ratio = per_write / floor_ms if floor_ms else math.nan
             what = "event-loop CPU" if loop_only else "CPU"
             per_write_row = row(
@@ -184,6 +180,20 @@ def cpu_ms_per_request(window: WriteWindow, *, loop_only: bool = False) -> float
     return 1000 * spent / window.load.ok if window.load.ok else math.nan
 
 
+def _floor_rows(name: str, floor: WriteWindow) -> list[Row]:
+    cores = f"server {floor.cpu.cores(floor.cpu.server_s):.2f} cores"
+    return [
+        row(f"{name} floor p99", floor.load.latency_ms(99), "ms", note=cores),
+        row(
+            f"{name} floor CPU per write",
+            cpu_ms_per_request(floor),
+            "ms",
+            note=f"bare FastAPI + asyncpg doing the same write (bench/peers/api_floor.py), "
+            f"in {FLOOR_SLICES} turns with ours",
+        ),
+    ]
+
+
 def _login_rows(name: str, storm: LoginStorm) -> list[Row]:
     """The logins' own figures: no §6 target (a storm is more than bcrypt can check), but how
     many got in, how long they took, and what the others were told."""
@@ -204,38 +214,42 @@ def _login_rows(name: str, storm: LoginStorm) -> list[Row]:
 async def measure(
     env: Environment, plan: Plan, *, calm: bool = True, storm: bool = True, floor: bool = True
 ) -> ApiWriteResult:
-    """The calm window, then the storm window, each as selected, against one server; then the
-    calm load against the floor app, with the same users and tokens in the same database."""
+    """The calm window, then the storm window, each as selected, against one server. With the
+    floor (same users, tokens and database, both servers up), each window is shared with it:
+    after both warm up they take turns in slices (`FLOOR_SLICES`), floor first, the storm's
+    logins going on through the floor's turns too. This machine's speed drifts within seconds
+    by more than the cuts being measured: slices taken in turn see the same drift, and in the
+    storm the same contention for the cores."""
     assert env.database_url is not None
-    storm_logins = int(plan.storm.login_rate * (plan.warmup_s + plan.duration_s)) if storm else 0
-    async with api_server(env) as (base_url, server):
+    async with AsyncExitStack() as stack:
+        base_url, server = await stack.enter_async_context(api_server(env))
         async with httpx.AsyncClient(base_url=base_url, timeout=REQUEST_TIMEOUT_S) as setup:
             tokens = await register_users(setup, plan.users)
-        emails = await login_storm.create_accounts(env.database_url, storm_logins) if storm else []
-        async with patch_client(
-            plan.client, base_url, connections=CONNECTIONS, timeout_s=REQUEST_TIMEOUT_S
-        ) as patch:
-            write = _profile_writer(patch, tokens)
-            pid = server.popen.pid
-            calm_window = stormy_window = None
-            sent_ok = 0
-            if calm:
-                warm, calm_window = await _writes(write, plan, pid)
-                sent_ok += warm.ok + calm_window.load.ok
-            if storm:
-                warm, stormy_window = await _writes_during_storm(write, plan, pid, base_url, emails)
-                sent_ok += warm.ok + stormy_window.load.ok
-    floor_window = None
-    if floor:
-        async with (
-            api_server(env, module="bench.peers.api_floor") as (floor_url, floor_server),
-            patch_client(
-                plan.client, floor_url, connections=CONNECTIONS, timeout_s=REQUEST_TIMEOUT_S
-            ) as patch,
-        ):
-            floor_write = _profile_writer(patch, tokens)
-            warm, floor_window = await _writes(floor_write, plan, floor_server.popen.pid)
-            sent_ok += warm.ok + floor_window.load.ok
+        ours = _Target(
+            server.popen.pid, await stack.enter_async_context(_writer(plan, base_url, tokens))
+        )
+        floor_target = None
+        if floor:
+            floor_url, floor_server = await stack.enter_async_context(
+                api_server(env, module="bench.peers.api_floor")
+            )
+            floor_target = _Target(
+                floor_server.popen.pid,
+                await stack.enter_async_context(_writer(plan, floor_url, tokens)),
+            )
+        storm_s = _window_s(plan, floor_target is not None)
+        emails = []
+        if storm:
+            emails = await login_storm.create_accounts(
+                env.database_url, int(plan.storm.login_rate * storm_s)
+            )
+        calm_measured = stormy_measured = None
+        if calm:
+            calm_measured = await _writes(ours, floor_target, plan)
+        if storm:
+            stormy_measured = await _during_storm(
+                _writes(ours, floor_target, plan), storm_s, plan, base_url, emails
+            )
     conn = await asyncpg.connect(env.database_url)
     try:
         events = await conn.fetchval(
@@ -243,7 +257,117 @@ async def measure(
         )
     finally:
         await conn.close()
-    return ApiWriteResult(plan, calm_window, stormy_window, events, sent_ok, floor_window)
+    sent_ok = sum(m.sent_ok for m in (calm_measured, stormy_measured) if m is not None)
+    return ApiWriteResult(
+        plan,
+        calm_measured.ours if calm_measured else None,
+        stormy_measured.ours if stormy_measured else None,
+        events,
+        sent_ok,
+        calm_measured.floor if calm_measured else None,
+        stormy_measured.floor if stormy_measured else None,
+    )
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A server under load: its process and how to send it a write."""
+
+    pid: int
+    write: Send
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """One window: writes answered in it (warm-ups included), ours, and the floor's turns."""
+
+    sent_ok: int
+    ours: WriteWindow
+    floor: WriteWindow | None
+
+
+@asynccontextmanager
+async def _writer(plan: Plan, base_url: str, tokens: list[str]) -> AsyncIterator[Send]:
+    async with patch_client(
+        plan.client, base_url, connections=CONNECTIONS, timeout_s=REQUEST_TIMEOUT_S
+    ) as patch:
+        yield _profile_writer(patch, tokens)
+
+
+def _window_s(plan: Plan, with_floor: bool) -> float:
+    """How long a window lasts, warm-ups included."""
+    sides = 2 if with_floor else 1
+    return sides * (plan.warmup_s + plan.duration_s)
+
+
+async def _writes(ours: _Target, floor: _Target | None, plan: Plan) -> _Measured:
+    """A warm-up (connections, caches), then the window: ours alone, or `FLOOR_SLICES` turns
+    of the floor and ours, each a slice of the window's length, each side's slices joined."""
+    drain = REQUEST_TIMEOUT_S + 1
+    targets = (ours,) if floor is None else (floor, ours)
+    slices_of = 1 if floor is None else FLOOR_SLICES
+    sent_ok = 0
+    for target in targets:
+        warm = await open_loop(
+            target.write, rate=plan.rate, duration_s=plan.warmup_s, drain_timeout_s=drain
+        )
+        sent_ok += warm.ok
+    slices: dict[int, list[WriteWindow]] = {target.pid: [] for target in targets}
+    for _ in range(slices_of):
+        for target in targets:
+            cpu = CpuWindow(target.pid)
+            cpu.start()
+            load = await open_loop(
+                target.write,
+                rate=plan.rate,
+                duration_s=plan.duration_s / slices_of,
+                drain_timeout_s=drain,
+            )
+            cpu.stop()
+            sent_ok += load.ok
+            slices[target.pid].append(WriteWindow(load, cpu))
+    return _Measured(
+        sent_ok,
+        _joined(slices[ours.pid]),
+        _joined(slices[floor.pid]) if floor is not None else None,
+    )
+
+
+def _joined(windows: list[WriteWindow]) -> WriteWindow:
+    return WriteWindow(
+        LoadResult.joined([w.load for w in windows]), CpuWindow.joined([w.cpu for w in windows])
+    )
+
+
+async def _during_storm(
+    writes: Awaitable[_Measured], storm_s: float, plan: Plan, base_url: str, emails: list[str]
+) -> _Measured:
+    """`writes` with logins offered to our server from the start of the warm-up to the end of
+    the window: whatever queue the storm builds is there when the writes are counted."""
+    statuses: Counter[str] = Counter()
+    addresses = login_storm.client_addresses(login_storm.addresses_for(len(emails)))
+    async with login_storm.login_client(
+        base_url, addresses, timeout_s=REQUEST_TIMEOUT_S, statuses=statuses
+    ) as login:
+
+        async def sign_in(i: int) -> bool:
+            return await login(i, emails[i % len(emails)]) == 200
+
+        logins = asyncio.create_task(
+            open_loop(
+                sign_in,
+                rate=plan.storm.login_rate,
+                duration_s=storm_s,
+                drain_timeout_s=REQUEST_TIMEOUT_S + 1,
+            )
+        )
+        try:
+            measured = await writes
+            login_load = await logins
+        finally:
+            logins.cancel()
+    storm = LoginStorm(plan.storm, len(addresses), login_load, statuses)
+    return dataclasses.replace(measured, ours=dataclasses.replace(measured.ours, storm=storm))
 
 
 def _profile_writer(patch: Patch, tokens: list[str]) -> Send:
@@ -258,48 +382,6 @@ def _profile_writer(patch: Patch, tokens: list[str]) -> Send:
             return await patch("/api/users/me/profile", body, headers) == 200
 
     return patch_profile
-
-
-async def _writes(write: Send, plan: Plan, server_pid: int) -> tuple[LoadResult, WriteWindow]:
-    """A warm-up (connections, caches), then the measured window."""
-    drain = REQUEST_TIMEOUT_S + 1
-    warm = await open_loop(write, rate=plan.rate, duration_s=plan.warmup_s, drain_timeout_s=drain)
-    cpu = CpuWindow(server_pid)
-    cpu.start()
-    load = await open_loop(write, rate=plan.rate, duration_s=plan.duration_s, drain_timeout_s=drain)
-    cpu.stop()
-    return warm, WriteWindow(load, cpu)
-
-
-async def _writes_during_storm(
-    write: Send, plan: Plan, server_pid: int, base_url: str, emails: list[str]
-) -> tuple[LoadResult, WriteWindow]:
-    """The same warm-up and window, with logins offered from the start of the warm-up to the
-    end of the window: whatever queue the storm builds is there when the writes are counted."""
-    statuses: Counter[str] = Counter()
-    addresses = login_storm.client_addresses(login_storm.addresses_for(len(emails)))
-    async with login_storm.login_client(
-        base_url, addresses, timeout_s=REQUEST_TIMEOUT_S, statuses=statuses
-    ) as login:
-
-        async def sign_in(i: int) -> bool:
-            return await login(i, emails[i % len(emails)]) == 200
-
-        logins = asyncio.create_task(
-            open_loop(
-                sign_in,
-                rate=plan.storm.login_rate,
-                duration_s=plan.warmup_s + plan.duration_s,
-                drain_timeout_s=REQUEST_TIMEOUT_S + 1,
-            )
-        )
-        try:
-            warm, window = await _writes(write, plan, server_pid)
-            login_load = await logins
-        finally:
-            logins.cancel()
-    storm = LoginStorm(plan.storm, len(addresses), login_load, statuses)
-    return warm, dataclasses.replace(window, storm=storm)
 
 
 async def register_users(client: httpx.AsyncClient, count: int) -> list[str]:

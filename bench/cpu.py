@@ -98,6 +98,20 @@ class CpuWindow:
         top = sorted(by_name.items(), key=lambda item: -item[1])[:4]
         self.others_s = {name: round(cpu_s, 2) for name, cpu_s in top if cpu_s >= 0.05}
 
+    @classmethod
+    def joined(cls, parts: list[CpuWindow]) -> CpuWindow:
+        """Windows of one server, one after another, as one: their CPU and wall time summed."""
+        joined = cls(parts[0].server_pid)
+        for part in parts:
+            joined.server_s += part.server_s
+            joined.server_loop_s += part.server_loop_s
+            joined.client_s += part.client_s
+            joined.machine_s += part.machine_s
+            joined.wall_s += part.wall_s
+            for name, cpu_s in part.others_s.items():
+                joined.others_s[name] = round(joined.others_s.get(name, 0.0) + cpu_s, 2)
+        return joined
+
     def busiest_others(self) -> str:
         """E.g. "postgres 0.31, pytest 0.62" (cores)."""
         shown = [(name, self.cores(s)) for name, s in self.others_s.items()]

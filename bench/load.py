@@ -44,6 +44,21 @@ class LoadResult:
     def latency_ms(self, pct: float) -> float:
         return percentile(sorted(self.latencies_s), pct) * 1000
 
+    @classmethod
+    def joined(cls, parts: list[LoadResult]) -> LoadResult:
+        """Runs one after another as one: their requests, errors and time together (each part's
+        timeline shifted to follow the previous part's)."""
+        joined = cls(offered_rate=parts[0].offered_rate, scheduled=0)
+        for part in parts:
+            offset = joined.elapsed_s
+            joined.scheduled += part.scheduled
+            joined.latencies_s += part.latencies_s
+            joined.timeline += [(due + offset, latency) for due, latency in part.timeline]
+            joined.send_lags_s += part.send_lags_s
+            joined.errors += part.errors
+            joined.elapsed_s += part.elapsed_s
+        return joined
+
     def worst_by_second_ms(self) -> list[float]:
         """The slowest latency among the requests due in each second of the run."""
         worst: dict[int, float] = {}
