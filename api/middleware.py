@@ -4,8 +4,8 @@ metrics and the access log. Pure ASGI because BaseHTTPMiddleware costs ~0.2 ms a
 from __future__ import annotations
 
 import json
+import os
 import time
-import uuid
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -52,7 +52,8 @@ class GatewayMiddleware:
             await self.app(scope, receive, send)
             return
         asked = _RequestHeaders(scope)
-        request_id = asked.request_id or uuid.uuid4().hex
+        # 32 hex digits like a UUID's, without building one (uuid4().hex is ~6 us, this ~1.5).
+        request_id = asked.request_id or os.urandom(16).hex()
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
