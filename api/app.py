@@ -63,8 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         telemetry=None if settings.opentelemetry else _NO_TELEMETRY,
-        docs_url="/docs",
-        openapi_url="/openapi.json",
+        # Added last, by setup() below: see the routes' order.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     install_error_handlers(app)
     cors = CorsPolicy(
@@ -82,12 +84,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cors=cors,
         hsts=settings.is_production,
     )
-    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    # FastAPI asks the app's routes in turn whether a request is theirs, each no costing ~8k
+    # instructions (~0.5% of a profile write): the /api routers, the hot path, go first, and
+    # the rest after them. No path is under two of these, so the order changes nothing else.
+    for router in _domain_routers():
+        app.include_router(router)
     app.include_router(health.router)
     # The live dashboard's page and its files, outside /api (the stream is /api/dashboard).
     app.include_router(dashboard_page.router)
-    for router in _domain_routers():
-        app.include_router(router)
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    app.openapi_url, app.docs_url, app.redoc_url = "/openapi.json", "/docs", "/redoc"
+    app.setup()
     install_openapi(app)
     return app
 

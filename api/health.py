@@ -13,7 +13,7 @@ from api.routers import GatedRouter
 from api.state import StateDep
 from infrastructure.processes import port_open
 
-router = GatedRouter(gate="/health", tags=["health"])
+router = GatedRouter(tags=["health"])
 
 # A dependency that takes longer than this to answer a trivial query is as good as down.
 CHECK_TIMEOUT_S = 2.0

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 
 from api.routers import GatedRouter
 
-router = GatedRouter(gate="/dashboard", tags=["dashboard"], include_in_schema=False)
+router = GatedRouter(tags=["dashboard"], include_in_schema=False)
 
 STATIC: Final = Path(__file__).parent / "static"
 # The page's files: name → content type. Only these are served; no path reaches the disk.

@@ -29,8 +29,29 @@ def _scope(path: str) -> dict[str, object]:
 def test_a_router_says_no_to_paths_outside_its_prefix_before_trying_its_routes() -> None:
     assert projects.matches(_scope("/api/users/me"))[0] is Match.NONE
     assert bids.matches(_scope("/api/projects"))[0] is Match.NONE
-    # Under the static part of a prefix with a parameter: the routes decide.
-    assert bids._gate == "/api/projects/"
+    # Under the static part of a path with a parameter: the routes decide.
+    assert bids.gates() == ("/api/projects/",)
+
+
+async def test_a_router_without_a_prefix_of_its_own_is_gated_by_its_routes_paths() -> None:
+    spread = DomainRouter()
+
+    @spread.get("/reviews")
+    async def reviews() -> dict[str, str]:
+        return {"reviews": "all"}
+
+    @spread.get("/users/{user_id}/reviews")
+    async def of_a_user(user_id: str) -> dict[str, str]:
+        return {"reviewsOf": user_id}
+
+    assert spread.gates() == ("/api/reviews", "/api/users/")
+    assert spread.matches(_scope("/api/projects"))[0] is Match.NONE
+    app = FastAPI()
+    app.include_router(spread)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        assert (await c.get("/api/reviews")).json() == {"reviews": "all"}
+        assert (await c.get("/api/users/u1/reviews")).json() == {"reviewsOf": "u1"}
+        assert (await c.get("/api/users/u1")).status_code == 404
 
 
 async def test_gated_routers_still_route_every_path_under_them() -> None:
