@@ -41,7 +41,7 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 from redis.exceptions import RedisError
 
-from agents.runtime import AgentDeps, PoisonEvent, subscribe
+from agents.runtime import AgentDeps, PoisonEvent, close_at_shutdown, subscribe
 from infrastructure.database import create_pool
 from streams.escrow import EscrowFunded, EscrowRefunded, EscrowReleased
 from streams.events import Event, EventData
@@ -316,7 +316,9 @@ class LiveFanout:
 
     async def close(self) -> None:
         if self._pool is not None:
-            await self._pool.close()
+            # Forgotten first: an event still handled after this makes a new pool, not an error.
+            pool, self._pool = self._pool, None
+            await pool.close()
 
 
 async def publish_notification(publisher: LivePublisher, document: dict[str, Any]) -> bool:
@@ -331,6 +333,7 @@ async def publish_notification(publisher: LivePublisher, document: dict[str, Any
 
 def register(app: faust.App, deps: AgentDeps) -> None:
     fanout = LiveFanout(deps)
+    close_at_shutdown(app, fanout.close)
 
     async def on_event(event: Event) -> None:
         await fanout.handle(event)

@@ -42,7 +42,14 @@ from agents.notification_templates import (
     parties_needed,
     render,
 )
-from agents.runtime import AgentDeps, PoisonEvent, RetryLater, subscribe, with_retries
+from agents.runtime import (
+    AgentDeps,
+    PoisonEvent,
+    RetryLater,
+    close_at_shutdown,
+    subscribe,
+    with_retries,
+)
 from bridges.email import EmailRejected, Mailer, OutgoingEmail, message_id_for
 from bridges.webpush import PushUnavailable, WebPusher, push_to_user
 from infrastructure.database import create_pool
@@ -235,6 +242,18 @@ class Notifier:
         # The stored in-app notification also goes to the user's live dashboard (best effort).
         self.live = LivePublisher(deps.redis)
 
+    async def close(self) -> None:
+        """Close what this notifier opened: its pool and the pusher's HTTP session (at worker
+        shutdown; aiohttp warns of a session left open, and PostgreSQL keeps the connections
+        until it notices)."""
+        pusher = self._push.pusher if self._push is not None else None
+        if isinstance(pusher, WebPusher):
+            await pusher.close()
+        if self._pool is not None:
+            # Forgotten first: an event still handled after this makes a new pool, not an error.
+            pool, self._pool = self._pool, None
+            await pool.close()
+
     def push(self) -> PushHook | None:
         if not self._push_loaded:
             self._push = load_push(self.deps.settings)
@@ -330,6 +349,7 @@ AGENT_NAMES = {
 
 def register(app: faust.App, deps: AgentDeps) -> None:
     notifier = Notifier(deps)
+    close_at_shutdown(app, notifier.close)
 
     async def on_event(event: Event) -> None:
         await notifier.notify(event)

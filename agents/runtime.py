@@ -312,6 +312,19 @@ def parked(
     return key, value, headers
 
 
+def close_at_shutdown(app: faust.App, close: Callable[[], Awaitable[None]]) -> None:
+    """Run `close` when the worker shuts down (Faust's `on_before_shutdown`, before the agents
+    and the consumer stop); an error there is logged, never in the way of the rest."""
+
+    async def on_shutdown(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        try:
+            await close()
+        except Exception:
+            log.exception("closing %s at shutdown failed", getattr(close, "__qualname__", close))
+
+    app.on_before_shutdown.connect(on_shutdown)
+
+
 def subscribe(
     app: faust.App,
     deps: AgentDeps,
