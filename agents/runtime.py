@@ -313,8 +313,9 @@ def parked(
 
 
 def close_at_shutdown(app: faust.App, close: Callable[[], Awaitable[None]]) -> None:
-    """Run `close` when the worker shuts down (Faust's `on_before_shutdown`, before the agents
-    and the consumer stop); an error there is logged, never in the way of the rest."""
+    """Run `close` when the worker shuts down (Faust's `on_before_shutdown`: the consumer has
+    stopped and the streams have drained); an error there is logged, never in the way of the
+    rest."""
 
     async def on_shutdown(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         try:

@@ -45,16 +45,6 @@ async def get_pool(request: Request) -> asyncpg.Pool:
     return app_state(request).pool
 
 
-async def get_redis(request: Request) -> aioredis.Redis:
-    return app_state(request).redis
-
-
-async def get_mongo(request: Request) -> MongoDatabase:
-    return app_state(request).mongo
-
-
 StateDep = Annotated[AppState, Depends(get_state)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
-RedisDep = Annotated[aioredis.Redis, Depends(get_redis)]
-MongoDep = Annotated[MongoDatabase, Depends(get_mongo)]
